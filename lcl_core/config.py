@@ -1,0 +1,174 @@
+"""Model configuration: dataclasses, JSON round-trip and named presets.
+
+Presets live as JSON files in ``lcl_core/model_configs/`` (the open_clip convention). The official
+open_clip-style JSON (``{"embed_dim", "vision_cfg", "text_cfg", "pool_project_cfg", ...}``) is read by
+:meth:`ModelConfig.from_open_clip`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+OFFICIAL_HEAD_WIDTH = 64  # open_clip's ViT uses heads = width // 64
+
+
+@dataclass
+class VisionConfig:
+    """ViT encoder plus the attentive pooling projection that sits on its patch tokens."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    pool_heads: int = 12  # heads of the attentive pooling projection (splits embed_dim)
+
+    @classmethod
+    def get_default_config(cls) -> "VisionConfig":
+        return cls()
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens per image = LM positions per image (B/16@224: 196, B/32@224: 49)."""
+        return self.grid_size**2
+
+
+@dataclass
+class BridgeConfig:
+    """The causal transformer that reads text embeddings and image tokens (trained from scratch)."""
+
+    vocab_size: int = 49411
+    context_length: int = 280
+    width: int = 768
+    heads: int = 12
+    layers: int = 12
+    mlp_ratio: float = 4.0
+
+    @classmethod
+    def get_default_config(cls) -> "BridgeConfig":
+        return cls()
+
+
+@dataclass
+class ModelConfig:
+    """The whole LCL model. ``embed_dim`` is the latent size: pooled latent, image tokens and
+    contrastive feature; officially it must equal the bridge width."""
+
+    embed_dim: int = 768
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    init_logit_scale: float = math.log(1 / 0.07)
+    max_logit_scale: float = math.log(100)
+    tokenizer: str = "clip"  # "clip" or the path of a tokenizer saved by lcl_core.tokenizer
+    name: str = "custom"
+
+    @classmethod
+    def get_default_config(cls) -> "ModelConfig":
+        return cls()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vision, dict):
+            self.vision = VisionConfig(**self.vision)
+        if isinstance(self.bridge, dict):
+            self.bridge = BridgeConfig(**self.bridge)
+        self.validate()
+
+    def validate(self) -> None:
+        v, b = self.vision, self.bridge
+        problems = []
+        if v.image_size % v.patch_size:
+            problems.append(f"image_size {v.image_size} is not a multiple of patch_size {v.patch_size}")
+        if v.width % v.heads:
+            problems.append(f"vision width {v.width} is not divisible by its {v.heads} heads")
+        if self.embed_dim % v.pool_heads:
+            problems.append(f"embed_dim {self.embed_dim} is not divisible by pool_heads {v.pool_heads}")
+        if b.width % b.heads:
+            problems.append(f"bridge width {b.width} is not divisible by its {b.heads} heads")
+        if b.width != self.embed_dim:
+            problems.append(
+                f"bridge width {b.width} must equal embed_dim {self.embed_dim}: image tokens are fed to "
+                "the bridge as input embeddings"
+            )
+        if v.num_patches + 2 > b.context_length:
+            problems.append(
+                f"one image needs {v.num_patches + 2} positions but the context is {b.context_length}"
+            )
+        if problems:
+            raise ValueError(f"invalid model config {self.name!r}: " + "; ".join(problems))
+
+    # ---- JSON -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "ModelConfig":
+        data = json.loads(Path(path).read_text())
+        if "vision_cfg" in data or "model_config" in data:
+            return cls.from_open_clip(data, name=Path(path).stem)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_open_clip(cls, data: dict[str, Any], *, name: str = "open_clip") -> "ModelConfig":
+        """Read an official ``LCL_*.json`` (open_clip layout; may be wrapped in ``model_config``)."""
+        data = data.get("model_config", data)
+        vcfg, tcfg, pcfg = data["vision_cfg"], data["text_cfg"], data["pool_project_cfg"]
+        if pcfg.get("pool_proj_type", "attn") != "attn":
+            raise ValueError(f"only attentive pooling is part of LCL, got {pcfg['pool_proj_type']!r}")
+        width = vcfg.get("width", 768)
+        vision = VisionConfig(
+            image_size=vcfg.get("image_size", 224),
+            patch_size=vcfg.get("patch_size", 16),
+            width=width,
+            layers=vcfg.get("layers", 12),
+            heads=width // vcfg.get("head_width", OFFICIAL_HEAD_WIDTH),
+            mlp_ratio=vcfg.get("mlp_ratio", 4.0),
+            pool_heads=pcfg.get("attn_num_heads", 8),
+        )
+        bridge = BridgeConfig(
+            vocab_size=tcfg.get("vocab_size", 49411),
+            context_length=tcfg.get("context_length", 77),
+            width=tcfg.get("width", 512),
+            heads=tcfg.get("heads", 8),
+            layers=tcfg.get("layers", 12),
+            mlp_ratio=tcfg.get("mlp_ratio", 4.0),
+        )
+        if pcfg.get("input_dim", width) != width or pcfg.get("output_dim", data["embed_dim"]) != data["embed_dim"]:
+            raise ValueError("pool_project_cfg must map the vision width to embed_dim")
+        return cls(embed_dim=data["embed_dim"], vision=vision, bridge=bridge, name=name)
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("lcl_core") / "model_configs"
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def get_preset(name: str) -> ModelConfig:
+    """A named preset: the three official configs or a CPU-sized one (see ``list_presets()``)."""
+    path = resources.files("lcl_core") / "model_configs" / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(list_presets())}")
+    data = json.loads(path.read_text())
+    data.setdefault("name", name)
+    return ModelConfig.from_dict(data)

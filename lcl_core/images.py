@@ -1,0 +1,35 @@
+"""Image preprocessing shared by every reader and head: RGB, resize, centre crop, CLIP normalisation."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+# open_clip's OPENAI_DATASET_MEAN / STD, the normalisation the official LCL configs train with
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+
+def image_transform(image_size: int) -> T.Compose:
+    """PIL image (any mode) -> float tensor ``[3, image_size, image_size]``."""
+    return T.Compose([
+        T.Lambda(lambda im: im.convert("RGB")),
+        T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(image_size),
+        T.ToTensor(),
+        T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
+    ])
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`image_transform`'s normalisation for display: ``[..., 3, H, W]`` in [0, 1]."""
+    mean = torch.tensor(OPENAI_DATASET_MEAN, device=images.device).view(3, 1, 1)
+    std = torch.tensor(OPENAI_DATASET_STD, device=images.device).view(3, 1, 1)
+    return (images * std + mean).clamp(0, 1)
+
+
+def load_rgb(path) -> Image.Image:
+    """Open and fully decode an image (so truncation errors surface here, not later)."""
+    with Image.open(path) as im:
+        im.load()
+        return im.convert("RGB")

@@ -1,0 +1,128 @@
+"""How documents become token sequences, and which positions the two losses read.
+
+Layouts (LCL-METHOD §3):
+
+* an image is ``<soi> <img>×N <eoi>``; its N placeholders are later replaced by the image's
+  projected patch tokens (images in row-major order of their ``<soi>``);
+* a pair is image-first ``[<soi> <img>×N <eoi> caption <eot>]`` or text-first
+  ``[<sot> caption <soi> <img>×N <eoi>]``; the caption is cut to ``context - N - 4`` tokens;
+* an interleaved document is ``<sot> … <eot>``; when truncation cuts through an image block the
+  sequence ends at that block's ``<soi>``, which becomes ``<eot>``.
+
+The loss positions:
+
+* contrastive: every ``<soi>`` not at sequence index 0 (the causal output there has seen only the
+  preceding context);
+* generation: every next token except ``<img>``, ``<eoi>`` and padding, so ``<soi>`` *is* a target and
+  the output at ``<eoi>`` predicts the first text token after the image.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .tokenizer import Tokenizer
+
+
+def image_block(tok: Tokenizer, num_image_tokens: int) -> list[int]:
+    return [tok.soi_id] + [tok.img_id] * num_image_tokens + [tok.eoi_id]
+
+
+def paired_sequence(
+    tok: Tokenizer, caption: str | Sequence[int], *, num_image_tokens: int, context_length: int,
+    image_first: bool,
+) -> list[int]:
+    """One (image, caption) pair as an image-first (captioning) or text-first (contrastive) row."""
+    text = tok.encode(caption) if isinstance(caption, str) else list(caption)
+    text = text[: context_length - num_image_tokens - 4]  # room for <sot>/<eot>, <soi>, <eoi>
+    if image_first:
+        return image_block(tok, num_image_tokens) + text + [tok.eot_id]
+    return [tok.sot_id] + text + image_block(tok, num_image_tokens)
+
+
+def sample_paired_sequence(
+    tok: Tokenizer, caption: str | Sequence[int], *, num_image_tokens: int, context_length: int,
+    img_first_prob: float, rng: random.Random,
+) -> list[int]:
+    """The paired wrapper: image-first with probability ``img_first_prob`` (official 0.5)."""
+    return paired_sequence(tok, caption, num_image_tokens=num_image_tokens, context_length=context_length,
+                           image_first=rng.random() < img_first_prob)
+
+
+def text_query(tok: Tokenizer, text: str, *, context_length: int) -> list[int]:
+    """``[<sot> text <soi>]``: the text feature LCL uses for zero-shot and retrieval is the causal
+    output at that ``<soi>`` (the context that predicts an image)."""
+    ids = tok.encode(text)[: context_length - 2]
+    return [tok.sot_id] + ids + [tok.soi_id]
+
+
+@dataclass
+class InterleavedSequence:
+    ids: list[int]
+    image_indices: list[int] = field(default_factory=list)  # which input images survived, in order
+    truncated: bool = False
+
+
+def interleaved_sequence(
+    tok: Tokenizer, segments: Sequence[str | int], *, num_image_tokens: int, context_length: int,
+) -> InterleavedSequence:
+    """Lay out a document given as text pieces (``str``) and image references (``int``).
+
+    Text pieces are tokenised separately, which for word-level BPEs equals tokenising the pieces
+    joined with spaces (the official loader's ``" ".join``). Returns the kept images' references.
+    """
+    body: list[int] = []
+    order: list[int] = []
+    for seg in segments:
+        if isinstance(seg, str):
+            body += tok.encode(seg)
+        else:
+            body += image_block(tok, num_image_tokens)
+            order.append(int(seg))
+    ids = [tok.sot_id] + body + [tok.eot_id]
+    truncated = len(ids) > context_length
+    if truncated:
+        ids = ids[:context_length]
+        ids[-1] = tok.eot_id
+        soi_positions = [i for i, t in enumerate(ids) if t == tok.soi_id]
+        last = soi_positions[-1] if soi_positions else None
+        if last is not None and ids[last: last + num_image_tokens + 2] != image_block(tok, num_image_tokens):
+            ids = ids[:last] + [tok.eot_id]  # the cut went through this block: end at its <soi>
+    kept = sum(1 for t in ids if t == tok.soi_id)
+    return InterleavedSequence(ids=ids, image_indices=order[:kept], truncated=truncated)
+
+
+def pad_rows(rows: Sequence[Sequence[int]], *, pad_id: int, length: int | None = None) -> torch.Tensor:
+    """Right-pad token rows into a ``[B, L]`` long tensor (L = longest row unless given)."""
+    length = max(len(r) for r in rows) if length is None else length
+    out = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        if len(r) > length:
+            raise ValueError(f"row {i} has {len(r)} tokens, more than the length {length}")
+        out[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
+    return out
+
+
+# ---- loss positions -------------------------------------------------------------------------------
+def contrastive_mask(ids: torch.Tensor, *, soi_id: int) -> torch.Tensor:
+    """``[B, L]`` bool: the ``<soi>`` positions whose causal output is paired with an image latent."""
+    mask = ids == soi_id
+    mask[:, 0] = False
+    return mask
+
+
+def generation_mask(ids: torch.Tensor, *, img_id: int, eoi_id: int, pad_id: int) -> torch.Tensor:
+    """``[B, L-1]`` bool over the outputs at positions ``0..L-2``: True where the next token is a
+    generation target (not ``<img>``, ``<eoi>`` or padding)."""
+    nxt = ids[:, 1:]
+    return (nxt != img_id) & (nxt != eoi_id) & (nxt != pad_id)
+
+
+def images_with_contrastive_pair(ids: torch.Tensor, *, soi_id: int) -> torch.Tensor:
+    """``[num_images]`` bool, in image order: False for an image whose ``<soi>`` is at index 0."""
+    rows, cols = torch.nonzero(ids == soi_id, as_tuple=True)
+    return cols > 0
