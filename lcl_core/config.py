@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 OFFICIAL_HEAD_WIDTH = 64  # open_clip's ViT uses heads = width // 64
+# Token ids the model needs, CLIP BPE values; pad is the kit's own (see lcl_core.tokenizer).
+CLIP_SPECIAL_IDS = {"sot": 49406, "eot": 49407, "img": 49408, "soi": 49409, "eoi": 49410, "pad": 49411}
 
 
 @dataclass
@@ -70,7 +72,9 @@ class ModelConfig:
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     init_logit_scale: float = math.log(1 / 0.07)
     max_logit_scale: float = math.log(100)
-    tokenizer: str = "clip"  # "clip" or the path of a tokenizer saved by lcl_core.tokenizer
+    # "clip", "trained" (a BPE trained on the corpus, attached with ``with_tokenizer``) or a saved folder
+    tokenizer: str = "clip"
+    special_ids: dict[str, int] = field(default_factory=lambda: dict(CLIP_SPECIAL_IDS))
     name: str = "custom"
 
     @classmethod
@@ -87,6 +91,8 @@ class ModelConfig:
     def validate(self) -> None:
         v, b = self.vision, self.bridge
         problems = []
+        if min(v.heads, v.pool_heads, b.heads, v.patch_size) < 1:
+            raise ValueError(f"invalid model config {self.name!r}: head counts and patch size must be positive")
         if v.image_size % v.patch_size:
             problems.append(f"image_size {v.image_size} is not a multiple of patch_size {v.patch_size}")
         if v.width % v.heads:
@@ -104,8 +110,17 @@ class ModelConfig:
             problems.append(
                 f"one image needs {v.num_patches + 2} positions but the context is {b.context_length}"
             )
+        if set(self.special_ids) != set(CLIP_SPECIAL_IDS):
+            problems.append(f"special_ids must name exactly {sorted(CLIP_SPECIAL_IDS)}")
         if problems:
             raise ValueError(f"invalid model config {self.name!r}: " + "; ".join(problems))
+
+    def with_tokenizer(self, tokenizer, *, spec: str | None = None) -> "ModelConfig":
+        """A copy whose vocabulary and special ids are the tokenizer's (``spec`` records where it lives)."""
+        bridge = dataclasses.replace(self.bridge, vocab_size=tokenizer.vocab_size)
+        ids = {k: getattr(tokenizer, f"{k}_id") for k in CLIP_SPECIAL_IDS}
+        return dataclasses.replace(self, bridge=bridge, special_ids=ids,
+                                   tokenizer=spec if spec is not None else tokenizer.kind)
 
     # ---- JSON -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -156,7 +171,12 @@ class ModelConfig:
         )
         if pcfg.get("input_dim", width) != width or pcfg.get("output_dim", data["embed_dim"]) != data["embed_dim"]:
             raise ValueError("pool_project_cfg must map the vision width to embed_dim")
-        return cls(embed_dim=data["embed_dim"], vision=vision, bridge=bridge, name=name)
+        official_ids = data.get("special_token_ids", {})
+        names = {"sot": "<start_of_text>", "eot": "<end_of_text>", "img": "<img_placehold>",
+                 "soi": "<start_of_img>", "eoi": "<end_of_img>"}
+        special_ids = {k: official_ids.get(v, CLIP_SPECIAL_IDS[k]) for k, v in names.items()}
+        special_ids["pad"] = bridge.vocab_size  # the official pad 0 is the real token "!"
+        return cls(embed_dim=data["embed_dim"], vision=vision, bridge=bridge, special_ids=special_ids, name=name)
 
 
 def list_presets() -> list[str]:

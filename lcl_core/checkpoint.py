@@ -1,0 +1,41 @@
+"""Pretrained model folders: ``config.json`` + ``model.safetensors`` + ``tokenizer/``.
+
+:func:`load_pretrained` also accepts an official open_clip-layout ``.pt`` file (the released
+LCL-ViT-B-16-Laion checkpoint), which comes with the CLIP tokenizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .model import LCLModel
+from .official import load_official_checkpoint
+from .tokenizer import ClipTokenizer, Tokenizer, load_tokenizer
+
+CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR = "config.json", "model.safetensors", "tokenizer"
+
+
+def save_pretrained(folder: str | Path, model: LCLModel, tokenizer: Tokenizer) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.to_json(folder / CONFIG_FILE)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_FILE))
+    tokenizer.save(folder / TOKENIZER_DIR)
+    return folder
+
+
+def load_pretrained(path: str | Path, *, config: ModelConfig | None = None) -> tuple[LCLModel, Tokenizer]:
+    """A kit folder written by :func:`save_pretrained`, or an official ``.pt`` state dict (whose
+    architecture is inferred from its shapes unless ``config`` is given)."""
+    path = Path(path)
+    if path.is_file() and path.suffix in {".pt", ".pth", ".bin"}:
+        return load_official_checkpoint(path, config=config), ClipTokenizer()
+    if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} is neither a kit model folder ({CONFIG_FILE} + {WEIGHTS_FILE}) nor an official .pt file")
+    model = LCLModel(config=ModelConfig.from_json(path / CONFIG_FILE))
+    model.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
+    return model, load_tokenizer(path / TOKENIZER_DIR)

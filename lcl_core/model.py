@@ -1,0 +1,245 @@
+"""The LCL model in one file: ViT encoder, attentive pooling projection, causal bridge.
+
+Data flow for a batch of interleaved sequences::
+
+    images [M,3,H,W] ──ViT──> patches [M,N,Wv] ──attentive pooling──┬─> pooled    [M,D]  image latents
+                                                                     └─> projected [M,N,D] image tokens
+    input_ids [B,L] ──token embedding, <img> runs replaced by projected──> causal transformer [B,L,D]
+        ├─ at each <soi> not at index 0: ln_final → text_projection  → context feature  (contrastive)
+        └─ at each generation target:  lm_head = LayerNorm → Linear  → vocabulary logits (generation)
+
+Semantics follow the official code (OpenGVLab/LCL ``lcl_model.py``/``attentive.py``): the CLS token is
+dropped after ``ln_post``, the ViT's own projection is unused, and ``lm_head`` reads the transformer
+output directly (not after ``ln_final``). The causal model is a Hugging Face GPT-2 built from config
+(pre-LN blocks, learned absolute positions, exact GELU) — the same block as open_clip's text tower, so
+official weights map onto it one to one (see :mod:`lcl_core.official`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import VisionTransformer
+from torch import nn
+from transformers import AutoModel, GPT2Config
+
+from .config import ModelConfig
+from .sequences import contrastive_mask, generation_mask, images_with_contrastive_pair
+
+
+class AttentivePoolingProjection(nn.Module):
+    """One learned query cross-attends over patch tokens (LayerNorms on q/k/v inputs).
+
+    The same weights give the pooled latent and, without the attention, one projected token per
+    patch: ``projected = out_proj(v_proj(norm_v(patch)))``.
+    """
+
+    def __init__(self, *, input_dim: int, output_dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.query = nn.Parameter(torch.randn(1, 1, input_dim))
+        self.norm_q, self.norm_k, self.norm_v = (nn.LayerNorm(input_dim) for _ in range(3))
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(input_dim, output_dim) for _ in range(3))
+        self.out_proj = nn.Linear(output_dim, output_dim, bias=False)
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.zeros_(proj.bias)  # the official q/k/v biases start at zero
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, -1).transpose(1, 2)
+
+    def forward(self, patches: torch.Tensor, *, return_attention: bool = False):
+        """
+        patches: [M, N, Wv]  ->  pooled [M, D], projected [M, N, D] (, attention [M, heads, N])
+        """
+        values = self.v_proj(self.norm_v(patches))  # [M, N, D]
+        query = self.q_proj(self.norm_q(self.query.expand(patches.shape[0], -1, -1)))  # [M, 1, D]
+        keys = self.k_proj(self.norm_k(patches))
+        q, k, v = self._split_heads(query), self._split_heads(keys), self._split_heads(values)
+        attention = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)  # [M, h, 1, N]
+        pooled = self.out_proj((attention @ v).transpose(1, 2).flatten(2)).squeeze(1)
+        projected = self.out_proj(values)
+        if return_attention:
+            return pooled, projected, attention.squeeze(2)
+        return pooled, projected
+
+
+class VisionEncoder(nn.Module):
+    """open_clip's ViT (learned positions, CLS token, ln_pre, ln_post); returns patch tokens only."""
+
+    def __init__(self, *, config: ModelConfig) -> None:
+        super().__init__()
+        v = config.vision
+        self.vit = VisionTransformer(
+            image_size=v.image_size, patch_size=v.patch_size, width=v.width, layers=v.layers,
+            heads=v.heads, mlp_ratio=v.mlp_ratio, output_dim=config.embed_dim, output_tokens=True,
+        )
+        self.vit.proj = None  # as in the official model: the pooling projection replaces it
+        self.pool = AttentivePoolingProjection(input_dim=v.width, output_dim=config.embed_dim,
+                                               num_heads=v.pool_heads)
+
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images [M, 3, H, W] -> patch tokens after ln_post, CLS dropped: [M, N, Wv]."""
+        _, tokens = self.vit(images)
+        return tokens
+
+    def forward(self, images: torch.Tensor):
+        """images [M, 3, H, W] -> pooled [M, D], projected [M, N, D]."""
+        return self.pool(self.patch_features(images))
+
+
+class CausalBridge(nn.Module):
+    """A GPT-2 causal transformer from config (random init) fed with ``inputs_embeds``."""
+
+    def __init__(self, *, config: ModelConfig) -> None:
+        super().__init__()
+        b, ids = config.bridge, config.special_ids
+        gpt2 = GPT2Config(
+            vocab_size=b.vocab_size, n_positions=b.context_length, n_embd=b.width, n_layer=b.layers,
+            n_head=b.heads, n_inner=int(b.width * b.mlp_ratio), activation_function="gelu",
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, use_cache=False,
+            bos_token_id=ids["sot"], eos_token_id=ids["eot"], pad_token_id=None,
+        )
+        self.transformer = AutoModel.from_config(gpt2, attn_implementation="sdpa")
+        self.transformer.ln_f = nn.Identity()  # ln_final and lm_head both read the raw output
+        self.ln_final = nn.LayerNorm(b.width)
+        self.text_projection = nn.Parameter(torch.randn(b.width, config.embed_dim) * b.width**-0.5)
+        self.lm_head = nn.Sequential(nn.LayerNorm(b.width), nn.Linear(b.width, b.vocab_size, bias=False))
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self.transformer.wte
+
+    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        """embeds [B, L, D] -> causal outputs [B, L, D] (before ln_final)."""
+        return self.transformer(inputs_embeds=embeds).last_hidden_state
+
+    def context_feature(self, outputs: torch.Tensor) -> torch.Tensor:
+        """outputs [P, D] -> contrastive feature [P, embed_dim] (not normalised)."""
+        return self.ln_final(outputs) @ self.text_projection
+
+
+class LCLModel(nn.Module):
+    """Vision encoder + causal bridge + learned logit scale. ``forward`` returns what the objectives
+    need as a dict (open_clip style); the objectives live in :mod:`lcl_core.objectives`."""
+
+    def __init__(self, *, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.ids = dict(config.special_ids)
+        self.num_image_tokens = config.vision.num_patches
+        self.vision = VisionEncoder(config=config)
+        self.bridge = CausalBridge(config=config)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+
+    # ---- images ---------------------------------------------------------------------------------
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images [M, 3, H, W] -> frozen-transfer features [M, N, Wv]."""
+        return self.vision.patch_features(images)
+
+    def encode_image(self, images: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
+        """images [M, 3, H, W] -> image latents [M, D]."""
+        pooled, _ = self.vision(images)
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    # ---- sequences ------------------------------------------------------------------------------
+    def embed(self, input_ids: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
+        """input_ids [B, L], projected [M, N, D] -> input embeddings [B, L, D].
+
+        Each ``<img>`` run receives the projected tokens of one image, images in row-major order.
+        Padding (an id outside the table for CLIP) is embedded as zeros; being right-padded and
+        causal, it never influences a real position.
+        """
+        img, pad = input_ids == self.ids["img"], input_ids == self.ids["pad"]
+        lookup = input_ids.masked_fill(img | pad, 0)
+        embeds = self.bridge.token_embedding(lookup).masked_fill(pad.unsqueeze(-1), 0.0)
+        num_slots = int(img.sum())
+        available = 0 if projected is None else projected.shape[0] * projected.shape[1]
+        if num_slots != available:
+            raise ValueError(
+                f"the batch has {num_slots} <img> placeholders but {available} image tokens "
+                f"({0 if projected is None else projected.shape[0]} images × {self.num_image_tokens}); "
+                "images must be given in row-major <soi> order, one per image block"
+            )
+        if num_slots:
+            rows, cols = torch.nonzero(img, as_tuple=True)
+            embeds = embeds.index_put((rows, cols), projected.reshape(-1, projected.shape[-1]).to(embeds.dtype))
+        return embeds
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """
+        images    [M, 3, H, W]  every image of the batch, row-major in order of its <soi>
+        input_ids [B, L]        right-padded with the pad id
+
+        returns
+          image_latents   [M, D]  pooled latents of all images (not normalised)
+          pair_latents    [P, D]  latents of the images whose <soi> is not at index 0
+          pair_context    [P, D]  ln_final(output at that <soi>) @ text_projection (not normalised)
+          gen_logits      [T, V]  lm_head at the T generation targets only
+          gen_labels      [T]     their target ids
+          gen_rows        [T]     the row each target belongs to
+          image_first_rows [B]    rows that open with <soi> (captioning layout, no contrastive pair)
+          logit_scale     []      exp of the learned log scale
+        """
+        num_soi = int((input_ids == self.ids["soi"]).sum())
+        if images.shape[0] != num_soi:
+            raise ValueError(f"{images.shape[0]} images for {num_soi} <soi> tokens in the batch")
+        if num_soi:
+            pooled, projected = self.vision(images)
+            spliced = self._spliced_images(input_ids)
+            projected = projected[spliced]
+        else:
+            pooled = projected = None
+        outputs = self.bridge(self.embed(input_ids, projected))
+
+        pair_positions = contrastive_mask(input_ids, soi_id=self.ids["soi"])
+        with_pair = images_with_contrastive_pair(input_ids, soi_id=self.ids["soi"])
+        gen_mask = generation_mask(input_ids, img_id=self.ids["img"], eoi_id=self.ids["eoi"], pad_id=self.ids["pad"])
+        gen_rows = torch.nonzero(gen_mask, as_tuple=True)[0]
+        width = outputs.shape[-1]
+        empty = outputs.new_zeros(0, self.config.embed_dim)
+        return {
+            "image_latents": pooled if pooled is not None else empty,
+            "pair_latents": pooled[with_pair] if pooled is not None else empty,
+            "pair_context": self.bridge.context_feature(outputs[pair_positions]),
+            "gen_logits": self.bridge.lm_head(outputs[:, :-1][gen_mask].reshape(-1, width)),
+            "gen_labels": input_ids[:, 1:][gen_mask],
+            "gen_rows": gen_rows,
+            "image_first_rows": input_ids[:, 0] == self.ids["soi"],
+            "logit_scale": self.logit_scale.exp(),
+        }
+
+    def _spliced_images(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[num_images] bool: True where the <soi> opens an <img> run (False for the contrastive-only
+        layout ``[<sot> caption <soi>]`` whose image contributes only its latent)."""
+        rows, cols = torch.nonzero(input_ids == self.ids["soi"], as_tuple=True)
+        nxt = (cols + 1).clamp(max=input_ids.shape[1] - 1)
+        return (input_ids[rows, nxt] == self.ids["img"]) & (cols + 1 < input_ids.shape[1])
+
+    def encode_text(self, input_ids: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
+        """input_ids [B, L] rows ``[<sot> text <soi> pad…]`` -> text features [B, D] read at the first
+        ``<soi>`` of each row (the context that predicts an image; used for zero-shot and retrieval)."""
+        is_soi = input_ids == self.ids["soi"]
+        if not bool(is_soi.any(-1).all()):
+            raise ValueError("every row needs a <soi>; build rows with lcl_core.sequences.text_query")
+        first = is_soi.int().argmax(-1)
+        outputs = self.bridge(self.embed(input_ids, None))
+        feats = self.bridge.context_feature(outputs[torch.arange(len(first), device=first.device), first])
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    # ---- training helpers -----------------------------------------------------------------------
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Official rule, applied after each optimiser step: log scale in [0, ln 100]."""
+        self.logit_scale.clamp_(0, self.config.max_logit_scale)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.vision.vit.set_grad_checkpointing(enable)
+        if enable:
+            self.bridge.transformer.gradient_checkpointing_enable({"use_reentrant": False})
+        else:
+            self.bridge.transformer.gradient_checkpointing_disable()
+
+    def num_parameters(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {"vision": count(self.vision), "bridge": count(self.bridge), "total": count(self)}
