@@ -236,9 +236,9 @@ class LCLModel(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.vision.vit.set_grad_checkpointing(enable)
         if enable:
-            self.bridge.transformer.gradient_checkpointing_enable({"use_reentrant": False})
+            self.bridge.transformer.activation_checkpointing_enable({"use_reentrant": False})
         else:
-            self.bridge.transformer.gradient_checkpointing_disable()
+            self.bridge.transformer.activation_checkpointing_disable()
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

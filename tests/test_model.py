@@ -105,3 +105,24 @@ def test_contrastive_only_layout_uses_latents_without_splicing(model, clip_tok):
     rows = [text_query(clip_tok, "two cats.", context_length=48), text_query(clip_tok, "a red square", context_length=48)]
     out = model(torch.randn(2, 3, 30, 30), pad_rows(rows, pad_id=clip_tok.pad_id))
     assert out["pair_latents"].shape == (2, 36) and out["pair_context"].shape == (2, 36)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(clip_tok):
+    from lcl_core.objectives import PretrainingObjective
+
+    torch.manual_seed(6)
+    model = LCLModel(config=odd_config())
+    ids, images = mixed_batch(clip_tok), torch.randn(4, 3, 30, 30)
+    objective = PretrainingObjective.named("lcl")
+
+    def grads():
+        model.zero_grad()
+        objective(model(images, ids))["loss"].backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain = grads()
+    model.set_grad_checkpointing(True)
+    checkpointed = grads()
+    model.set_grad_checkpointing(False)
+    assert len(plain) == len(checkpointed)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
