@@ -6,8 +6,10 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-# open_clip's OPENAI_DATASET_MEAN / STD, the normalisation the official LCL configs train with
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+# open_clip's OPENAI_DATASET_MEAN / STD (the official configs' normalisation), written out so that the
+# data readers do not import open_clip (and with it transformers) in every worker
+OPENAI_DATASET_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_DATASET_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def image_transform(image_size: int) -> T.Compose:

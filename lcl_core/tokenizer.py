@@ -97,7 +97,11 @@ class ClipTokenizer(Tokenizer):
 
 
 class TrainedTokenizer(Tokenizer):
-    """A BPE trained on a corpus (lower-cased, word-level pre-tokenisation, CLIP-like ``</w>``)."""
+    """A byte-level BPE trained on a corpus (lower-cased, GPT-2 style ``Ġ`` word starts).
+
+    Byte-level with the full 256-byte initial alphabet makes training deterministic: the same corpus
+    gives the same ids in every process (a character-level alphabet is ordered by hash-map iteration).
+    """
 
     kind = "trained"
 
@@ -117,14 +121,14 @@ class TrainedTokenizer(Tokenizer):
         from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast
 
-        raw = RawTokenizer(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
+        raw = RawTokenizer(models.BPE(unk_token=UNK))
         raw.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-        raw.pre_tokenizer = pre_tokenizers.Whitespace()
-        raw.decoder = decoders.BPEDecoder(suffix="</w>")
+        raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        raw.decoder = decoders.ByteLevel()
         specials = [PAD, UNK, SOT, EOT, IMG, SOI, EOI]
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
-            end_of_word_suffix="</w>", show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
         )
         raw.train_from_iterator(texts, trainer=trainer)
         hf = PreTrainedTokenizerFast(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from lcl_core.config import CLIP_SPECIAL_IDS, ModelConfig, get_preset, list_presets
@@ -16,7 +19,7 @@ CORPUS = ["a red circle left of a blue square.", "two green triangles above a ye
 def test_trained_tokenizer_round_trips_through_hugging_face_format(tmp_path):
     tok = TrainedTokenizer.train(CORPUS, vocab_size=300)
     ids = tok.encode("A red circle left of two triangles.")
-    assert tok.decode(ids) == "a red circle left of two triangles ."
+    assert tok.decode(ids) == "a red circle left of two triangles."
     specials = {tok.sot_id, tok.eot_id, tok.img_id, tok.soi_id, tok.eoi_id, tok.pad_id}
     assert len(specials) == 6 and not specials & set(ids)
     tok.save(tmp_path / "tok")
@@ -24,6 +27,15 @@ def test_trained_tokenizer_round_trips_through_hugging_face_format(tmp_path):
     again = load_tokenizer(tmp_path / "tok")
     assert again.encode("A red circle left of two triangles.") == ids
     assert again.special_ids == tok.special_ids and again.vocab_size == tok.vocab_size
+
+
+def test_trained_tokenizer_is_the_same_in_every_process(tmp_path):
+    script = ("from lcl_core.tokenizer import TrainedTokenizer; import sys; "
+              f"t = TrainedTokenizer.train({CORPUS!r}, vocab_size=300); "
+              "print(t.encode('a blue star left of seven wooden triangles'))")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)}
+    assert len(runs) == 1, runs
 
 
 def test_clip_tokenizer_saves_as_a_marker(tmp_path, clip_tok):

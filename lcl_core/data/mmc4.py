@@ -1,0 +1,122 @@
+"""MMC4 reader: ``docs_shard_{i}_v2.jsonl.zip`` (or plain ``.jsonl``) shards + an image folder.
+
+Rules of the official loader (LCL-METHOD §3), applied per document: drop images with
+``matched_sim < sim_threshold``; sort by ``matched_text_index``; keep one random image per matched
+sentence; keep at most ``max_images``; drop unreadable images; insert each image before
+(``img_first_prob``) or after its sentence; ``<sot> … <eot>`` with the truncation repair at ``<soi>``.
+Where the official loader resamples another document, this stream counts a skip and moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ..sequences import interleaved_sequence
+from .streaming import ShardedStream, Skip
+
+SIM_THRESHOLD = 0.24
+MAX_IMAGES = 6
+
+
+def select_images(image_info: list[dict], *, sim_threshold: float, max_images: int, rng: random.Random,
+                  one_per_sentence: bool = True) -> list[tuple[int, str]]:
+    """(sentence index, image name) pairs the official rules keep, in sentence order."""
+    kept = [(info["matched_text_index"], info["image_name"]) for info in image_info
+            if info["matched_sim"] >= sim_threshold]
+    kept.sort(key=lambda pair: pair[0])  # stable: ties keep their listed order
+    if one_per_sentence:
+        by_sentence: dict[int, list[str]] = {}
+        for sentence, name in kept:
+            by_sentence.setdefault(sentence, []).append(name)
+        kept = [(sentence, rng.choice(names)) for sentence, names in by_sentence.items()]
+    return kept[:max_images]
+
+
+def interleave(sentences: list[str], image_sentences: list[int], rng: random.Random,
+               img_first_prob: float) -> list[str | int]:
+    """Segments for :func:`interleaved_sequence`: image ``k`` goes before (``img_first_prob``) or
+    after sentence ``image_sentences[k]``."""
+    before: dict[int, list[int]] = {}
+    after: dict[int, list[int]] = {}
+    for k, sentence in enumerate(image_sentences):
+        (before if rng.random() < img_first_prob else after).setdefault(sentence, []).append(k)
+    segments: list[str | int] = []
+    for index, sentence in enumerate(sentences):
+        segments += before.get(index, []) + [sentence] + after.get(index, [])
+    return segments
+
+
+class MMC4Dataset(ShardedStream):
+    """Streams MMC4 documents as interleaved samples. ``image_root`` defaults to ``<shard dir>/images``."""
+
+    unit_patterns = ("*.jsonl.zip", "*shard*.jsonl")  # not sidecars such as alignment.jsonl
+
+    def __init__(self, paths, tokenizer, *, image_size: int, num_image_tokens: int, context_length: int = 2048,
+                 seed: int = 0, image_root=None, sim_threshold: float = SIM_THRESHOLD,
+                 max_images: int = MAX_IMAGES, img_first_prob: float = 0.5, one_image_per_sentence: bool = True,
+                 **stream_options) -> None:
+        super().__init__(paths, tokenizer, image_size=image_size, num_image_tokens=num_image_tokens,
+                         context_length=context_length, seed=seed, **stream_options)
+        self.image_root = None if image_root is None else Path(image_root)
+        self.sim_threshold, self.max_images = sim_threshold, max_images
+        self.img_first_prob, self.one_image_per_sentence = img_first_prob, one_image_per_sentence
+
+    def _records(self, path: Path) -> Iterator[tuple[int, tuple[Path, bytes]]]:
+        if path.suffix != ".zip":
+            with open(path, "rb") as lines:
+                yield from ((i, (path, line)) for i, line in enumerate(lines))
+            return
+        with zipfile.ZipFile(path) as archive:
+            expected = path.name[: -len(".zip")]
+            names = archive.namelist()
+            if expected not in names:
+                candidates = [n for n in names if n.endswith(".jsonl")]
+                if len(candidates) != 1:
+                    raise Skip("zip_member_missing")
+                self.count("zip_member_renamed")  # a repair: the only .jsonl member is read
+                expected = candidates[0]
+            with archive.open(expected) as lines:
+                yield from ((i, (path, line)) for i, line in enumerate(lines))
+
+    def _samples(self, raw: tuple[Path, bytes], rng: random.Random) -> list[dict]:
+        path, line = raw
+        if not line.strip():
+            raise Skip("empty_line")
+        try:
+            document = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Skip("non_utf8_line") from None
+        except json.JSONDecodeError:
+            raise Skip("broken_json_line") from None
+        try:
+            sentences = [str(s) for s in document["text_list"]]
+            image_info = [info for info in document["image_info"]
+                          if 0 <= int(info["matched_text_index"]) < len(sentences)]
+            if len(image_info) != len(document["image_info"]):
+                self.count("image_matched_outside_text")
+            selected = select_images(image_info, sim_threshold=self.sim_threshold, max_images=self.max_images,
+                                     rng=rng, one_per_sentence=self.one_image_per_sentence)
+        except (KeyError, TypeError, ValueError):
+            raise Skip("malformed_document") from None
+        if not image_info:
+            raise Skip("no_images")
+        if not selected:
+            raise Skip("no_image_above_threshold")
+        root = self.image_root or path.parent / "images"
+        loaded = [(sentence, self.load_image(root / name)) for sentence, name in selected]
+        loaded = [(sentence, image) for sentence, image in loaded if image is not None]
+        if not loaded:
+            raise Skip("no_usable_image")
+        segments = interleave(sentences, [sentence for sentence, _ in loaded], rng, self.img_first_prob)
+        sequence = interleaved_sequence(self.tokenizer, segments, num_image_tokens=self.num_image_tokens,
+                                        context_length=self.context_length)
+        if not sequence.image_indices:
+            raise Skip("no_image_in_context")
+        images = torch.stack([loaded[k][1] for k in sequence.image_indices])
+        return [{"images": images, "ids": sequence.ids}]

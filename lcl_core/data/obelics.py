@@ -1,0 +1,69 @@
+"""OBELICS reader: parquet rows with ``texts`` / ``images`` lists (exactly one non-null per position).
+
+The page order is the alignment: text pieces and images are laid out as they stand, the first
+``max_images`` readable images are kept, and the truncation repair applies as for MMC4. Image
+entries are file names under ``image_root`` (default ``<parquet dir>/images``); for the real
+OBELICS, whose entries are URLs, download the images and pass ``resolve_image(entry) -> Path``.
+Entries are relative to ``image_root`` (default: the parquet file's folder).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow.parquet as pq
+import torch
+
+from ..sequences import interleaved_sequence
+from .mmc4 import MAX_IMAGES
+from .streaming import ShardedStream, Skip
+
+
+class ObelicsDataset(ShardedStream):
+    unit_patterns = ("*.parquet",)
+
+    def __init__(self, paths, tokenizer, *, image_size: int, num_image_tokens: int, context_length: int = 2048,
+                 seed: int = 0, image_root=None, resolve_image: Callable[[str], Path] | None = None,
+                 max_images: int = MAX_IMAGES, rows_per_read: int = 64, **stream_options) -> None:
+        super().__init__(paths, tokenizer, image_size=image_size, num_image_tokens=num_image_tokens,
+                         context_length=context_length, seed=seed, **stream_options)
+        self.image_root = None if image_root is None else Path(image_root)
+        self.resolve_image = resolve_image
+        self.max_images, self.rows_per_read = max_images, rows_per_read
+
+    def _records(self, path: Path) -> Iterator[tuple[int, tuple[Path, dict]]]:
+        index = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=self.rows_per_read, columns=["texts", "images"]):
+            for row in batch.to_pylist():
+                yield index, (path, row)
+                index += 1
+
+    def _samples(self, raw: tuple[Path, dict], rng: random.Random) -> list[dict]:
+        path, row = raw
+        texts, image_entries = row.get("texts"), row.get("images")
+        if texts is None or image_entries is None or len(texts) != len(image_entries):
+            raise Skip("malformed_document")
+        if not any(entry is not None for entry in image_entries):
+            raise Skip("no_images")
+        resolve = self.resolve_image or (lambda entry: (self.image_root or path.parent) / entry)
+        segments: list[str | int] = []
+        images: list[torch.Tensor] = []
+        for text, entry in zip(texts, image_entries):
+            if (text is None) == (entry is None):
+                self.count("malformed_position")
+            elif text is not None:
+                segments.append(text)
+            elif len(images) < self.max_images:
+                image = self.load_image(resolve(entry))
+                if image is not None:
+                    segments.append(len(images))
+                    images.append(image)
+        if not images:
+            raise Skip("no_usable_image")
+        sequence = interleaved_sequence(self.tokenizer, segments, num_image_tokens=self.num_image_tokens,
+                                        context_length=self.context_length)
+        if not sequence.image_indices:
+            raise Skip("no_image_in_context")
+        return [{"images": torch.stack([images[k] for k in sequence.image_indices]), "ids": sequence.ids}]

@@ -1,0 +1,82 @@
+"""Paired (LAION-style) webdataset tars, also used for MMC4-Pair: ``key.{jpg,png,…}`` + ``key.txt``.
+
+Layouts of one (image, caption) pair:
+
+* ``"sampled"`` — the official wrapper: image-first with probability ``img_first_prob``, else text-first;
+* ``"image_first"`` ``[<soi> <img>×N <eoi> caption <eot>]`` / ``"text_first"`` ``[<sot> caption <soi> <img>×N <eoi>]``;
+* ``"both"`` — two consecutive samples, image-first then text-first, each with its own image copy;
+* ``"contrastive"`` — ``[<sot> caption <soi>]`` with no image block: the image only gives its latent.
+"""
+
+from __future__ import annotations
+
+import random
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+from ..sequences import paired_sequence, text_query
+from .streaming import ShardedStream, Skip
+
+LAYOUTS = ("sampled", "text_first", "image_first", "both", "contrastive")
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+def tar_samples(path: Path) -> Iterator[dict[str, bytes]]:
+    """Group a tar's members into webdataset samples: ``{"__key__": key, extension: bytes}``."""
+    current: dict[str, bytes] = {}
+    with tarfile.open(path, "r|*") as archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            folder, _, name = member.name.rpartition("/")
+            stem, _, extension = name.partition(".")
+            key = f"{folder}/{stem}" if folder else stem
+            if current and current["__key__"] != key:
+                yield current
+                current = {}
+            current["__key__"] = key
+            current[extension.lower()] = archive.extractfile(member).read()
+    if current:
+        yield current
+
+
+class PairedDataset(ShardedStream):
+    unit_patterns = ("*.tar",)
+
+    def __init__(self, paths, tokenizer, *, image_size: int, num_image_tokens: int, context_length: int = 128,
+                 seed: int = 0, layout: str = "sampled", img_first_prob: float = 0.5, **stream_options) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+        super().__init__(paths, tokenizer, image_size=image_size, num_image_tokens=num_image_tokens,
+                         context_length=context_length, seed=seed, **stream_options)
+        self.layout, self.img_first_prob = layout, img_first_prob
+
+    def _records(self, path: Path) -> Iterator[tuple[int, dict[str, bytes]]]:
+        yield from enumerate(tar_samples(path))
+
+    def _samples(self, files: dict[str, bytes], rng: random.Random) -> list[dict]:
+        image_bytes = next((files[e] for e in IMAGE_EXTENSIONS if e in files), None)
+        if image_bytes is None:
+            raise Skip("missing_image")
+        if "txt" not in files:
+            raise Skip("missing_caption")
+        try:
+            caption = files["txt"].decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise Skip("non_utf8_caption") from None
+        image = self.load_image(image_bytes)
+        if image is None:
+            raise Skip("no_usable_image")
+        images = image.unsqueeze(0)
+        if self.layout == "contrastive":
+            return [{"images": images, "ids": text_query(self.tokenizer, caption, context_length=self.context_length)}]
+        if self.layout == "both":
+            orders = (True, False)
+        elif self.layout == "sampled":
+            orders = (rng.random() < self.img_first_prob,)
+        else:
+            orders = (self.layout == "image_first",)
+        return [{"images": images.clone(), "ids": paired_sequence(
+            self.tokenizer, caption, num_image_tokens=self.num_image_tokens, context_length=self.context_length,
+            image_first=image_first)} for image_first in orders]

@@ -1,0 +1,271 @@
+"""What every reader shares: files split by rank and worker, a deterministic resumable order, counted
+skips, image decoding.
+
+Order. Each epoch the sorted list of files ("units") is permuted by ``(seed, epoch)``. With at least
+as many units as consumers (ranks × workers), consumer ``c`` reads units ``c, c + C, …`` of that
+permutation; with fewer units every consumer reads all of them and keeps records ``i ≡ c (mod C)``.
+Records are read in file order, one unit at a time, so memory does not grow with the corpus.
+Randomness (placement, duplicate choice, layout) comes from ``(seed, epoch, file name, record)``, so a
+record gives the same sample whether or not the stream was resumed.
+
+Resume. Each sample's ``position`` names its consumer and record. ``resume_from(positions)`` takes
+the positions of consumed samples (in consumption order; :func:`keep_latest` keeps the set small),
+continues every worker after its last one, and rotates the workers so that the DataLoader's
+round-robin resumes with the worker that was next.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import random
+import tarfile
+import zipfile
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..images import image_transform
+from ..tokenizer import Tokenizer
+from .assets import stable_int
+
+log = logging.getLogger(__name__)
+MIN_IMAGE_SIDE = 4
+MAX_ASPECT_RATIO = 20.0
+# a file that cannot be opened or breaks midway (arrow's errors derive from OSError/ValueError)
+UNIT_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, tarfile.TarError, zlib.error)
+
+
+class Skip(Exception):
+    """A record or image that cannot be used; ``reason`` is its key in ``dataset.skips``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NothingReadable(RuntimeError):
+    """Raised when a consumer read none of its files' records into a sample."""
+
+
+def expand_paths(paths, patterns: Iterable[str]) -> list[Path]:
+    """Files, folders (searched for ``patterns``) and glob patterns -> sorted unique files."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    found: set[Path] = set()
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found.update(p for pattern in patterns for p in path.glob(pattern) if p.is_file())
+        elif glob.has_magic(str(item)):
+            found.update(Path(p) for p in glob.glob(str(item)))
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise FileNotFoundError(f"{item} does not exist")
+    if not found:
+        raise FileNotFoundError(f"no files matching {list(patterns)} in {items}")
+    return sorted(found)
+
+
+def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None or world_size is not None:
+        rank, world_size = rank or 0, world_size or 1
+    elif torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    else:
+        rank, world_size = 0, 1
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world size {world_size}")
+    return rank, world_size
+
+
+def decode_image(source: Path | bytes, count) -> Image.Image:
+    """Fully decode an image file or bytes to RGB. Raises :class:`Skip`; ``count`` records repairs."""
+    try:
+        with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as opened:
+            opened.load()
+            image = opened.copy()
+    except FileNotFoundError:
+        raise Skip("missing_image") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise Skip("corrupt_image") from None
+    width, height = image.size
+    if min(width, height) < MIN_IMAGE_SIDE or max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise Skip("odd_image_size")
+    if image.mode in ("RGB", "L"):
+        return image.convert("RGB")
+    count("converted_image_mode")  # a repair, not a skip: the image is used
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode.startswith("I"):  # 16/32-bit integer greyscale: rescale to 8 bits
+        import numpy as np
+        values = np.asarray(image, dtype=np.float64)
+        span = max(values.max() - values.min(), 1.0)
+        return Image.fromarray(((values - values.min()) / span * 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def keep_latest(positions: Iterable[dict]) -> list[dict]:
+    """The last position of each (rank, worker), in consumption order: all :meth:`resume_from` needs."""
+    latest: dict[tuple[int, int], dict] = {}
+    for position in positions:
+        key = (position["rank"], position["worker"])
+        latest.pop(key, None)
+        latest[key] = position
+    return list(latest.values())
+
+
+class ShardedStream(IterableDataset):
+    """Base of the readers. Subclasses set ``unit_patterns`` and implement ``_records`` / ``_samples``."""
+
+    unit_patterns: tuple[str, ...] = ()
+
+    def __init__(self, paths, tokenizer: Tokenizer, *, image_size: int, num_image_tokens: int,
+                 context_length: int, seed: int = 0, loop: bool = False, shuffle: bool = True,
+                 rank: int | None = None, world_size: int | None = None) -> None:
+        super().__init__()
+        self.units = expand_paths(paths, self.unit_patterns)
+        self.tokenizer = tokenizer
+        self.image_size, self.num_image_tokens, self.context_length = image_size, num_image_tokens, context_length
+        self.seed, self.loop, self.shuffle = seed, loop, shuffle
+        self.rank, self.world_size = distributed_rank(rank, world_size)
+        self.transform = image_transform(image_size)
+        self.epoch = 0
+        self.skips: Counter = Counter()  # cumulative, this process (see make_loader for workers)
+        self.last_epoch_summary: dict[str, Any] = {}
+        self._epoch_skips: Counter = Counter()
+        self._pending: Counter = Counter()  # skips not yet reported in a sample's position
+        self._cursors: dict[int, dict] = {}  # worker -> last consumed position
+        self._resume_workers = 1
+        self._worker_offset = 0
+
+    # ---- subclass hooks -------------------------------------------------------------------------
+    def _records(self, path: Path) -> Iterator[tuple[int, Any]]:
+        """(record index, raw record) in file order; raise Skip / I/O errors for an unreadable file."""
+        raise NotImplementedError
+
+    def _samples(self, raw: Any, rng: random.Random) -> list[dict]:
+        """``[{"images": FloatTensor[k,3,H,W], "ids": list[int]}]`` for one record, or raise Skip."""
+        raise NotImplementedError
+
+    # ---- shared helpers -------------------------------------------------------------------------
+    def count(self, reason: str) -> None:
+        self.skips[reason] += 1
+        self._pending[reason] += 1
+        self._epoch_skips[reason] += 1
+
+    def load_image(self, source: Path | bytes) -> torch.Tensor | None:
+        """The transformed image, or None after counting why it cannot be used."""
+        try:
+            return self.transform(decode_image(source, self.count))
+        except Skip as skip:
+            self.count(skip.reason)
+            return None
+
+    # ---- epochs and resume ----------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._cursors, self._worker_offset = {}, 0
+        self.epoch = epoch
+
+    def resume_from(self, positions: Iterable[dict]) -> None:
+        """Continue after the given consumed samples' positions (other ranks' positions are ignored)."""
+        mine = [p for p in positions if p["rank"] == self.rank]
+        if not mine:
+            return
+        if any(p["world_size"] != self.world_size for p in mine):
+            raise ValueError(f"positions come from world size {mine[-1]['world_size']}, this run has "
+                             f"{self.world_size}: the stream can only resume with the same layout")
+        self._cursors = {p["worker"]: p for p in keep_latest(mine)}
+        self._resume_workers = mine[-1]["num_workers"]
+        self._worker_offset = (mine[-1]["worker"] + 1) % self._resume_workers
+        self.epoch = min(p["epoch"] for p in self._cursors.values()) if self.loop else mine[-1]["epoch"]
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        physical, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        if self._cursors and num_workers != self._resume_workers:
+            raise ValueError(f"positions come from {self._resume_workers} workers, this loader has "
+                             f"{num_workers}: the stream can only resume with the same layout")
+        worker = (physical + self._worker_offset) % num_workers
+        cursor = self._cursors.get(worker)
+        epoch = cursor["epoch"] if cursor and (self.loop or cursor["epoch"] == self.epoch) else self.epoch
+        while True:
+            resumed = cursor if cursor and cursor["epoch"] == epoch else None
+            produced = yield from self._epoch(epoch, worker, num_workers, resumed)
+            if not self.loop or not (produced or resumed):
+                return  # an epoch that yields nothing would loop forever
+            epoch += 1
+
+    def _epoch(self, epoch: int, worker: int, num_workers: int, cursor: dict | None):
+        consumers = self.world_size * num_workers
+        consumer = self.rank + self.world_size * worker
+        order = list(range(len(self.units)))
+        if self.shuffle:
+            random.Random(stable_int("units", self.seed, epoch)).shuffle(order)
+        by_unit = len(self.units) >= consumers
+        mine = order[consumer::consumers] if by_unit else order
+        if cursor is not None:
+            mine = mine[mine.index(cursor["unit"]):]
+        self._epoch_skips = Counter()
+        produced, attempted = 0, 0
+        for unit in mine:
+            path = self.units[unit]
+            for index, raw in self._guarded_records(path):
+                if not by_unit and index % consumers != consumer:
+                    continue
+                if cursor is not None and unit == cursor["unit"] and index < cursor["record"]:
+                    continue
+                attempted += 1
+                try:
+                    samples = self._samples(raw, random.Random(stable_int(self.seed, epoch, path.name, index)))
+                except Skip as skip:
+                    self.count(skip.reason)
+                    continue
+                for part, sample in enumerate(samples):
+                    if cursor is not None and (unit, index) == (cursor["unit"], cursor["record"]) \
+                            and part <= cursor["part"]:
+                        continue
+                    sample["position"] = self._position(epoch, worker, num_workers, unit, index, part)
+                    produced += 1
+                    yield sample
+        self._finish_epoch(epoch, worker, produced, attempted or sum(self._epoch_skips.values()), cursor,
+                           [self.units[u] for u in mine])
+        return produced
+
+    def _guarded_records(self, path: Path) -> Iterator[tuple[int, Any]]:
+        """A file's records; a file that breaks (at open or midway) is counted, not raised."""
+        try:
+            yield from self._records(path)
+        except Skip as skip:
+            self.count(skip.reason)
+        except UNIT_ERRORS as error:
+            self.count("unreadable_file")
+            log.warning("%s: cannot read %s (%s: %s)", type(self).__name__, path, type(error).__name__, error)
+
+    def _position(self, epoch, worker, num_workers, unit, index, part) -> dict:
+        position = {"epoch": epoch, "rank": self.rank, "world_size": self.world_size, "worker": worker,
+                    "num_workers": num_workers, "unit": unit, "file": self.units[unit].name,
+                    "record": index, "part": part}
+        if self._pending:  # carried to the main process, where collate() sums them into batch["skips"]
+            position["skipped"] = dict(self._pending)
+            self._pending.clear()
+        return position
+
+    def _finish_epoch(self, epoch, worker, produced, attempted, cursor, files) -> None:
+        self.last_epoch_summary = {"epoch": epoch, "rank": self.rank, "worker": worker, "samples": produced,
+                                   "skips": dict(self._epoch_skips)}
+        log.info("%s epoch %d rank %d worker %d: %d samples, skipped %s", type(self).__name__, epoch,
+                 self.rank, worker, produced, dict(self._epoch_skips) or "nothing")
+        if produced == 0 and attempted and cursor is None:
+            names = ", ".join(str(f) for f in files[:5]) + (" …" if len(files) > 5 else "")
+            raise NothingReadable(f"{type(self).__name__}: no usable sample in {names} "
+                                  f"(skipped: {dict(self._epoch_skips)})")

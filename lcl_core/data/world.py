@@ -1,0 +1,280 @@
+"""The offline world: seeded web-like interleaved documents, written in the real on-disk formats.
+
+Every document, pair and evaluation image is generated from ``(seed, kind of item, index)`` alone, so
+the output is byte-identical for one seed whatever the number of processes, and items are built in
+parallel. A document mimics an MMC4 page: a title, sentences describing some of its images, topical
+knowledge, boilerplate, and the knobs below; its images are matched to sentences the way MMC4 did it,
+by a linear assignment on an image × sentence similarity matrix, and the true alignment goes to a
+sidecar for diagnostics.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import multiprocessing
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from . import language, writers
+from .assets import load_assets, stable_int
+from .mmc4 import SIM_THRESHOLD
+from .scenes import attributes, classification_classes, families, render, sample_scene
+
+log = logging.getLogger(__name__)
+WORLD_FORMAT = "lcl-world/1"
+HOST = "https://world.lcl-kit.invalid"  # .invalid: never resolvable, clearly synthetic
+
+
+@dataclass(frozen=True)
+class WorldKnobs:
+    """Document statistics (defaults calibrated to real MMC4) and the levers of the paper's effects."""
+
+    images_per_doc: float = 3.9  # mean; 1 + Poisson, at most max_images_per_doc (MMC4: 3.9, max 10)
+    max_images_per_doc: int = 10
+    sentences_median: float = 17.0  # log-normal length (MMC4: median 17, 19% of sentences matched)
+    sentences_spread: float = 0.55
+    distractor_prob: float = 0.03  # an image no sentence describes
+    misalign_prob: float = 0.03  # the "describing" sentence talks about something else
+    leak_prob: float = 0.1  # the description is also stated elsewhere: text predicts it (collapse lever)
+    caption_after_prob: float = 0.5  # OBELICS page order: describing sentence after (else before) the image
+    knowledge_prob: float = 0.5  # a topical fact follows an image's description
+    topic_focus: float = 0.7  # share of a page's images drawn from the page's topic
+    sim_base: float = 0.12  # similarity = base + gain · attribute overlap + N(0, noise)
+    sim_gain: float = 0.18  # full overlap ≈ 0.30: matched sims 0.18–0.39 as in MMC4
+    sim_noise: float = 0.03
+
+
+@dataclass(frozen=True)
+class EvalSizes:
+    classification_train_per_class: int = 12
+    classification_val_per_class: int = 6
+    captions_train: int = 200
+    captions_val: int = 50
+    captions_test: int = 100
+    nocaps_per_domain: int = 40
+
+
+# ---- one document -----------------------------------------------------------------------------------
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _image_name(seed: int, doc_id: int, index: int) -> str:
+    return f"{stable_int('image', seed, doc_id, index):016x}"[:12] + ".png"
+
+
+def _sentence_plan(rng: random.Random, scenes: list[dict], described: list[bool], knobs: WorldKnobs,
+                   topic: str, lib) -> tuple[list[tuple[str, set]], list[int | None], list[bool]]:
+    """Sentences with their mentions, the index of each image's describing sentence, misalignment.
+
+    Page order: title, leaked descriptions, then one group per image (its description, maybe a
+    topical fact), with boilerplate scattered anywhere after the title up to a log-normal length.
+    """
+    intro = [(*language.title_sentence(topic), False)]
+    intro += [(*language.leak_sentence(s, rng), False) for s, d in zip(scenes, described)
+              if d and rng.random() < knobs.leak_prob]
+    groups, misaligned = [], []  # per image: [(text, mentions, is_its_description)]
+    for scene, is_described in zip(scenes, described):
+        group = []
+        wrong = is_described and rng.random() < knobs.misalign_prob
+        if is_described:
+            talked_about = sample_scene(rng, lib) if wrong else scene
+            group.append((*language.description_sentence(talked_about, rng), True))
+        if rng.random() < knobs.knowledge_prob:
+            group.append((*language.knowledge_sentence(scene["objects"][0], rng), False))
+        groups.append(group)
+        misaligned.append(wrong)
+    planned = len(intro) + sum(map(len, groups))
+    target = max(planned + 2, min(60, round(rng.lognormvariate(math.log(knobs.sentences_median),
+                                                               knobs.sentences_spread))))
+    for _ in range(target - planned):
+        where = rng.randrange(len(groups) + 1)
+        destination = groups[where] if where < len(groups) else intro
+        destination.insert(rng.randint(1 if destination is intro else 0, len(destination)),
+                           (*language.boilerplate_sentence(rng), False))
+    sentences, described_at = [(text, m) for text, m, _ in intro], []
+    for group in groups:
+        marks = [i for i, (_, _, is_description) in enumerate(group) if is_description]
+        described_at.append(len(sentences) + marks[0] if marks else None)
+        sentences += [(text, m) for text, m, _ in group]
+    return sentences, described_at, misaligned
+
+
+def similarity_matrix(scenes: list[dict], mentions: list[set], knobs: WorldKnobs, rng: np.random.Generator):
+    """images × sentences: base + gain · (share of the image's attributes a sentence states) + noise."""
+    overlap = np.array([[len(attributes(s) & m) / len(attributes(s)) for m in mentions] for s in scenes])
+    sim = knobs.sim_base + knobs.sim_gain * overlap + rng.normal(0.0, knobs.sim_noise, overlap.shape)
+    return np.round(sim.clip(0.0, 1.0), 4)
+
+
+def make_document(doc_id: int, seed: int, knobs: WorldKnobs, tier: str, image_size: int) -> dict:
+    """One page: its MMC4 record, images, OBELICS row, true alignment and MMC4-Pair pairs."""
+    lib = load_assets(tier)
+    rng = random.Random(stable_int("document", seed, doc_id))
+    weights = families(lib)
+    topic = rng.choices(list(weights), list(weights.values()))[0]
+    n_images = min(knobs.max_images_per_doc, 1 + int(np.random.default_rng(rng.getrandbits(32))
+                                                    .poisson(knobs.images_per_doc - 1)))
+    scenes = [sample_scene(rng, lib, family=topic if rng.random() < knobs.topic_focus else None)
+              for _ in range(n_images)]
+    described = [rng.random() >= knobs.distractor_prob for _ in scenes]
+    sentences, described_at, misaligned = _sentence_plan(rng, scenes, described, knobs, topic, lib)
+    text_list = [text for text, _ in sentences]
+    sim = similarity_matrix(scenes, [m for _, m in sentences], knobs,
+                            np.random.default_rng(rng.getrandbits(32)))
+    image_rows, sentence_cols = linear_sum_assignment(sim, maximize=True)
+    matched = dict(zip(image_rows.tolist(), sentence_cols.tolist()))
+
+    names = [_image_name(seed, doc_id, i) for i in range(n_images)]
+    images = [_png(render(scene, image_size, lib, rng)) for scene in scenes]
+    url = f"{HOST}/{topic}/page-{doc_id}.html"
+    image_info = [{"image_name": name, "raw_url": f"{HOST}/img/{name}", "matched_text_index": matched[i],
+                   "matched_sim": float(sim[i, matched[i]]), "face_detections": None}
+                  for i, name in enumerate(names)]
+    record = {"url": url, "text_list": text_list, "image_info": image_info,
+              "similarity_matrix": sim.tolist()}
+    alignment = {"doc_id": doc_id, "url": url, "topic": topic, "images": [
+        {"image_name": name, "true_text_index": described_at[i], "matched_text_index": matched[i],
+         "misaligned": misaligned[i], "distractor": described_at[i] is None, "scene": scenes[i]}
+        for i, name in enumerate(names)]}
+    return {"record": record, "images": list(zip(names, images)), "alignment": alignment,
+            "obelics": _obelics_row(rng, text_list, names, described_at, knobs, url, doc_id),
+            "pairs": [(names[i], images[i], text_list[matched[i]]) for i in range(n_images)
+                      if sim[i, matched[i]] >= SIM_THRESHOLD]}
+
+
+def _obelics_row(rng, text_list, names, described_at, knobs, url, doc_id) -> dict:
+    """Page order: each image next to its describing sentence (before or after), distractors anywhere."""
+    slots: dict[int, list[tuple[str, str]]] = {}  # sentence index -> images to insert before/after it
+    for name, at in zip(names, described_at):
+        if at is None:
+            slots.setdefault(rng.randrange(len(text_list)), []).append(("before", name))
+        else:
+            side = "before" if rng.random() < knobs.caption_after_prob else "after"
+            slots.setdefault(at, []).append((side, name))
+    texts, images, paragraph = [], [], []
+
+    def flush():
+        if paragraph:
+            texts.append(" ".join(paragraph)), images.append(None)
+            paragraph.clear()
+
+    for index, sentence in enumerate(text_list):
+        for side in ("before", "after"):
+            if side == "after":
+                paragraph.append(sentence)
+            for where, name in slots.get(index, []):
+                if where == side:
+                    flush()
+                    texts.append(None), images.append(f"../mmc4/images/{name}")  # one copy of the pixels
+    flush()
+    metadata = [None if entry is None else {"src": f"{HOST}/img/{Path(entry).name}", "alt_text": ""}
+                for entry in images]
+    return {"texts": texts, "images": images, "metadata": json.dumps(metadata),
+            "general_metadata": json.dumps({"url": url, "doc_id": doc_id})}
+
+
+# ---- pairs and evaluation images ----------------------------------------------------------------------
+def make_pair(pair_id: int, seed: int, tier: str, image_size: int) -> tuple[str, bytes, str, dict]:
+    """A LAION-style (image, alt-text) pair."""
+    lib = load_assets(tier)
+    rng = random.Random(stable_int("pair", seed, pair_id))
+    scene = sample_scene(rng, lib)
+    return f"{pair_id:08d}", _png(render(scene, image_size, lib, rng)), language.alt_text(scene, rng), scene
+
+
+def make_eval_image(task: tuple, seed: int, tier: str, image_size: int) -> tuple[bytes, dict]:
+    """``task`` = (name, split, family, kind): a held-out scene (never in pre-training)."""
+    name, split, family, kind = task
+    lib = load_assets(tier)
+    rng = random.Random(stable_int("eval", seed, name))
+    scene = sample_scene(rng, lib, split=split, family=family, kind=kind)
+    return _png(render(scene, image_size, lib, rng)), scene
+
+
+# ---- the whole world --------------------------------------------------------------------------------
+def _call(job):
+    function, args = job
+    return function(*args)
+
+
+def _parallel(function, argument_tuples, processes: int, chunksize: int = 16):
+    """Ordered map over processes (fork: the asset arrays are shared, not pickled)."""
+    jobs = ((function, args) for args in argument_tuples)
+    if processes <= 1:
+        yield from map(_call, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        yield from pool.imap(_call, jobs, chunksize=chunksize)
+
+
+def build_world(out, *, docs: int = 2000, seed: int = 0, tier: str = "basic", image_size: int = 32,
+                knobs: WorldKnobs = WorldKnobs(), pairs: int | None = None, eval_sizes: EvalSizes = EvalSizes(),
+                docs_per_shard: int = 250, pairs_per_shard: int = 500, processes: int | None = None,
+                progress: bool = False) -> dict:
+    """Write the offline world to ``out`` (layout in :mod:`lcl_core.data`) and return its manifest."""
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lib = load_assets(tier)  # loaded before forking, fails early for a missing real tier
+    processes = processes or min(multiprocessing.cpu_count(), 8)
+    pairs = docs if pairs is None else pairs
+    counts: dict[str, int] = {}
+
+    documents = _parallel(make_document, ((i, seed, knobs, tier, image_size) for i in range(docs)), processes)
+    if progress:
+        from tqdm import tqdm
+        documents = tqdm(documents, total=docs, desc="documents", unit="doc")
+    counts.update(writers.write_documents(out, documents, docs_per_shard=docs_per_shard,
+                                          pairs_per_shard=pairs_per_shard))
+    pair_items = _parallel(make_pair, ((i, seed, tier, image_size) for i in range(pairs)), processes)
+    counts["pairs"] = writers.write_pairs(out / "pairs", ((k, png, caption, {"caption": caption, "scene": s})
+                                                          for k, png, caption, s in pair_items),
+                                          per_shard=pairs_per_shard)
+    counts.update(_build_eval(out / "eval", seed, tier, image_size, eval_sizes, lib, processes))
+    manifest = {
+        "format": WORLD_FORMAT, "seed": seed, "tier": tier, "image_size": image_size, "knobs": asdict(knobs),
+        "eval_sizes": asdict(eval_sizes), "docs_per_shard": docs_per_shard, "counts": counts,
+        "classes": classification_classes(lib),
+        "paths": {"corpus": "corpus.txt", "mmc4": "mmc4", "mmc4_images": "mmc4/images",
+                  "alignment": "mmc4/alignment.jsonl", "obelics": "obelics", "pairs": "pairs",
+                  "mmc4_pair": "mmc4_pair", "classification": "eval/classification",
+                  "captions": "eval/captions/dataset_coco.json", "nocaps": "eval/nocaps/nocaps_val.json"},
+    }
+    (out / "world.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    log.info("built %s in %.1f s: %s", out, time.perf_counter() - started, counts)
+    return manifest
+
+
+def _build_eval(folder: Path, seed: int, tier: str, image_size: int, sizes: EvalSizes, lib,
+                processes: int) -> dict[str, int]:
+    classes = classification_classes(lib)
+    tasks = []  # (eval set, split or domain, class, render task), rendered in one parallel pass
+    for cls in classes:
+        family, kind = cls.split("_", 1) if "_" in cls else ("shape", cls)
+        kind = kind.replace("_", " ")
+        for split, n in (("train", sizes.classification_train_per_class),
+                         ("val", sizes.classification_val_per_class)):
+            tasks += [("classification", split, cls, (f"cls/{split}/{cls}/{i}", "held_out", family, kind))
+                      for i in range(n)]
+    for split, n in (("train", sizes.captions_train), ("val", sizes.captions_val), ("test", sizes.captions_test)):
+        tasks += [("captions", split, None, (f"cap/{split}/{i}", "held_out", None, None)) for i in range(n)]
+    domains = {"in-domain": ("held_out", (None,)), "near-domain": ("near", ("shape",)),
+               "out-domain": ("out", ("letter", "stamp") if lib.stamps else ("letter",))}
+    for domain, (split, domain_families) in domains.items():
+        tasks += [("nocaps", domain, None, (f"nocaps/{domain}/{i}", split,
+                                            domain_families[i % len(domain_families)], None))
+                  for i in range(sizes.nocaps_per_domain)]
+    rendered = _parallel(make_eval_image, ((t[3], seed, tier, image_size) for t in tasks), processes)
+    return writers.write_eval_sets(folder, classes, ((t[0], t[1], t[2], png, scene)
+                                                     for t, (png, scene) in zip(tasks, rendered)))

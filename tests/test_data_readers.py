@@ -1,0 +1,197 @@
+"""Streaming readers on generated shards: rules, layouts, collate, sharding and exact resume."""
+
+import itertools
+import json
+import random
+import zipfile
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lcl_core.data import (MMC4Dataset, ObelicsDataset, PairedDataset, collate, keep_latest, make_loader,
+                           select_images)
+from lcl_core.data.mmc4 import interleave
+from lcl_core.tokenizer import TrainedTokenizer
+from test_data_world import tiny_world
+
+N_TOKENS = 4
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    tiny_world(folder, docs=48)
+    tok = TrainedTokenizer.train((folder / "corpus.txt").read_text().splitlines(), vocab_size=400)
+    return folder, tok
+
+
+def mmc4(world, **options):
+    folder, tok = world
+    options = {"image_size": 16, "num_image_tokens": N_TOKENS, "context_length": 256, "seed": 3} | options
+    return MMC4Dataset(folder / "mmc4", tok, **options)
+
+
+def soi_count(ids, tok):
+    return sum(t == tok.soi_id for t in ids)
+
+
+def test_select_images_applies_threshold_sort_dedup_and_cap():
+    info = [{"image_name": n, "matched_text_index": i, "matched_sim": s} for n, i, s in
+            [("a", 5, 0.30), ("b", 1, 0.23), ("c", 2, 0.25), ("d", 2, 0.40), ("e", 0, 0.24),
+             ("f", 7, 0.3), ("g", 8, 0.3), ("h", 9, 0.3), ("i", 10, 0.3)]]
+    picks = {tuple(select_images(info, sim_threshold=0.24, max_images=6, rng=random.Random(s))) for s in range(20)}
+    assert picks == {((0, "e"), (2, "c"), (5, "a"), (7, "f"), (8, "g"), (9, "h")),
+                     ((0, "e"), (2, "d"), (5, "a"), (7, "f"), (8, "g"), (9, "h"))}
+    kept = select_images(info, sim_threshold=0.24, max_images=10, rng=random.Random(0), one_per_sentence=False)
+    assert [i for i, _ in kept] == [0, 2, 2, 5, 7, 8, 9, 10] and [n for _, n in kept][1:3] == ["c", "d"]
+
+
+def test_placement_before_or_after_the_matched_sentence():
+    sentences = ["s0", "s1", "s2"]
+    assert interleave(sentences, [0, 2], random.Random(0), img_first_prob=1.0) == [0, "s0", "s1", 1, "s2"]
+    assert interleave(sentences, [0, 2], random.Random(0), img_first_prob=0.0) == ["s0", 0, "s1", "s2", 1]
+
+
+def test_mmc4_samples_match_their_documents(world):
+    folder, tok = world
+    samples = list(mmc4(world, context_length=2048))
+    docs = {(p.name, i): json.loads(line) for p in (folder / "mmc4").glob("*.zip")
+            for i, line in enumerate(zipfile.ZipFile(p).read(p.name[:-4]).splitlines())}
+    assert 0 < len(samples) <= len(docs)
+    for sample in samples:
+        ids, images = sample["ids"], sample["images"]
+        assert images.shape[1:] == (3, 16, 16) and images.dtype == torch.float32
+        assert soi_count(ids, tok) == len(images) and 1 <= len(images) <= 6
+        assert ids[0] == tok.sot_id and ids[-1] == tok.eot_id
+        doc = docs[sample["position"]["file"], sample["position"]["record"]]
+        expected = len({i["matched_text_index"] for i in doc["image_info"] if i["matched_sim"] >= 0.24})
+        assert len(images) == min(6, expected)
+
+
+def test_truncation_repair_ends_at_the_cut_images_soi(world):
+    _, tok = world
+    for sample in mmc4(world, context_length=40):
+        ids = sample["ids"]
+        assert len(ids) <= 40 and ids[-1] == tok.eot_id
+        assert soi_count(ids, tok) == len(sample["images"]) >= 1
+        assert sum(t == tok.img_id for t in ids) == N_TOKENS * len(sample["images"])
+
+
+def test_same_seed_same_stream_and_epochs_differ(world):
+    first = [s["ids"] for s in mmc4(world)]
+    assert first == [s["ids"] for s in mmc4(world)]
+    other = mmc4(world)
+    other.set_epoch(1)
+    assert [s["ids"] for s in other] != first
+
+
+def test_obelics_keeps_page_order(world):
+    folder, tok = world
+    data = ObelicsDataset(folder / "obelics", tok, image_size=16, num_image_tokens=N_TOKENS, context_length=2048)
+    samples = list(data)
+    assert len(samples) == 48 and not data.skips
+    rows = {(p.name, i): row for p in (folder / "obelics").glob("*.parquet")
+            for i, row in enumerate(pq.read_table(p).to_pylist())}
+    for sample in samples:
+        row = rows[sample["position"]["file"], sample["position"]["record"]]
+        expected = []
+        for text, image in zip(row["texts"], row["images"]):
+            expected += tok.encode(text) if text else [tok.soi_id] + [tok.img_id] * N_TOKENS + [tok.eoi_id]
+        cut = min(6, sum(i is not None for i in row["images"]))
+        assert soi_count(sample["ids"], tok) == len(sample["images"]) == cut
+        if cut == sum(i is not None for i in row["images"]):
+            assert sample["ids"] == [tok.sot_id] + expected + [tok.eot_id]
+
+
+@pytest.mark.parametrize("layout", ["image_first", "text_first", "both", "contrastive", "sampled"])
+def test_paired_layouts(world, layout):
+    folder, tok = world
+    data = PairedDataset(folder / "pairs", tok, image_size=16, num_image_tokens=N_TOKENS, context_length=32,
+                         layout=layout, seed=1)
+    samples = list(data)
+    assert len(samples) == (40 if layout == "both" else 20)
+    block = [tok.soi_id] + [tok.img_id] * N_TOKENS + [tok.eoi_id]
+    firsts = [s["ids"][: len(block)] == block for s in samples]
+    for sample in samples:
+        assert sample["images"].shape == (1, 3, 16, 16) and soi_count(sample["ids"], tok) == 1
+    if layout == "image_first":
+        assert all(firsts) and all(s["ids"][-1] == tok.eot_id for s in samples)
+    elif layout == "text_first":
+        assert not any(firsts) and all(s["ids"][0] == tok.sot_id and s["ids"][-len(block):] == block for s in samples)
+    elif layout == "both":
+        assert firsts == [True, False] * 20
+        assert samples[0]["images"].data_ptr() != samples[1]["images"].data_ptr()
+        assert [s["position"]["part"] for s in samples[:2]] == [0, 1]
+    elif layout == "contrastive":
+        assert all(s["ids"][0] == tok.sot_id and s["ids"][-1] == tok.soi_id and tok.img_id not in s["ids"]
+                   for s in samples)
+    else:
+        assert 0 < sum(firsts) < 20
+
+
+def test_collate_concatenates_images_and_pads(world):
+    _, tok = world
+    samples = list(itertools.islice(mmc4(world), 5))
+    batch = collate(samples, pad_id=tok.pad_id)
+    assert batch["num_images"].tolist() == [len(s["images"]) for s in samples]
+    assert batch["images"].shape[0] == batch["num_images"].sum()
+    assert torch.equal(batch["images"][: len(samples[0]["images"])], samples[0]["images"])
+    assert batch["input_ids"].shape == (5, max(len(s["ids"]) for s in samples))
+    for row, sample in zip(batch["input_ids"], samples):
+        assert row[: len(sample["ids"])].tolist() == sample["ids"]
+        assert (row[len(sample["ids"]):] == tok.pad_id).all()
+    assert (batch["input_ids"] == tok.soi_id).sum(1).tolist() == batch["num_images"].tolist()
+
+
+def keys(samples):
+    return [(s["position"]["file"], s["position"]["record"]) for s in samples]
+
+
+def test_ranks_and_workers_split_the_documents(world):
+    everything = sorted(keys(mmc4(world)))
+    ranks = [keys(mmc4(world, rank=r, world_size=2)) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == everything
+    per_rank = []  # 3 shards < 2 ranks × 2 workers: now split by document inside the shards
+    for rank in range(2):
+        data = mmc4(world, rank=rank, world_size=2)
+        loaded = [p for b in make_loader(data, batch_size=4, num_workers=2) for p in b["positions"]]
+        assert {p["worker"] for p in loaded} == {0, 1}
+        assert all(p["record"] % 4 == rank + 2 * p["worker"] for p in loaded)
+        per_rank.append({(p["file"], p["record"]) for p in loaded})
+    assert not per_rank[0] & per_rank[1] and sorted(per_rank[0] | per_rank[1]) == everything
+
+
+def batches(loader, count=None):
+    return [(b["input_ids"], b["images"], b["positions"]) for b in itertools.islice(loader, count)]
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_resume_continues_the_uninterrupted_stream(world, loop):
+    """Interrupt after K batches (odd K: the next batch belongs to worker 1), resume, compare."""
+    total = 12 if loop else None  # with loop=True the stream crosses into epoch 1
+    full = batches(make_loader(mmc4(world, loop=loop, context_length=64), batch_size=3, num_workers=2), total)
+    k = 5
+    state: list[dict] = []
+    for _, _, positions in full[:k]:
+        state = keep_latest(state + positions)
+    assert len(state) == 2
+    resumed_data = mmc4(world, loop=loop, context_length=64)
+    resumed_data.resume_from(state)
+    rest = batches(make_loader(resumed_data, batch_size=3, num_workers=2), None if total is None else total - k)
+    assert len(rest) == len(full) - k
+    for (ids_a, img_a, pos_a), (ids_b, img_b, pos_b) in zip(full[k:], rest):
+        assert torch.equal(ids_a, ids_b) and torch.equal(img_a, img_b)
+        assert [(p["epoch"], p["file"], p["record"]) for p in pos_a] == [(p["epoch"], p["file"], p["record"]) for p in pos_b]
+    if loop:
+        assert len({p["epoch"] for _, _, ps in rest for p in ps}) > 1  # the resumed stream crossed an epoch
+
+
+def test_resume_in_process_and_layout_mismatch(world):
+    full = list(mmc4(world))
+    data = mmc4(world)
+    data.resume_from([s["position"] for s in full[:7]])
+    assert [s["ids"] for s in data] == [s["ids"] for s in full[7:]]
+    wrong = mmc4(world, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="world size"):
+        wrong.resume_from([full[0]["position"]])

@@ -1,0 +1,155 @@
+"""The offline world: layout, formats, determinism, calibration and held-out evaluation instances."""
+
+import hashlib
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from lcl_core.data import EvalSizes, build_world
+from lcl_core.data.assets import real_tier_available
+
+SMALL_EVAL = EvalSizes(classification_train_per_class=2, classification_val_per_class=1, captions_train=6,
+                       captions_val=3, captions_test=3, nocaps_per_domain=4)
+
+
+def tiny_world(folder, seed=0, docs=40, processes=1, **options):
+    return build_world(folder, docs=docs, seed=seed, pairs=20, eval_sizes=SMALL_EVAL, docs_per_shard=16,
+                       pairs_per_shard=8, processes=processes, **options)
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    return folder, tiny_world(folder)
+
+
+def read_mmc4(folder: Path) -> list[dict]:
+    docs = []
+    for shard in sorted((folder / "mmc4").glob("docs_shard_*_v2.jsonl.zip"), key=lambda p: int(p.name.split("_")[2])):
+        with zipfile.ZipFile(shard) as archive:
+            assert archive.namelist() == [shard.name[:-4]]
+            docs += [json.loads(line) for line in archive.read(shard.name[:-4]).splitlines()]
+    return docs
+
+
+def test_same_seed_gives_identical_bytes_whatever_the_process_count(world, tmp_path):
+    folder, _ = world
+    again = tmp_path / "again"
+    tiny_world(again, processes=2)
+    assert digests(again) == digests(folder)
+    other = tmp_path / "other"
+    tiny_world(other, seed=1)
+    changed = {k for k, v in digests(other).items() if digests(folder).get(k) != v}
+    assert "mmc4/docs_shard_0_v2.jsonl.zip" in changed and "pairs/00000.tar" in changed
+
+
+def test_layout_and_manifest(world):
+    folder, manifest = world
+    on_disk = json.loads((folder / "world.json").read_text())
+    assert on_disk == manifest and manifest["seed"] == 0 and manifest["image_size"] == 32
+    counts = manifest["counts"]
+    assert counts["documents"] == 40 and counts["mmc4_shards"] == 3
+    assert len((folder / "corpus.txt").read_text().splitlines()) == 40
+    assert len(list((folder / "mmc4" / "images").iterdir())) == counts["images"]
+    assert len((folder / "mmc4" / "alignment.jsonl").read_text().splitlines()) == 40
+    for name in ("pairs", "mmc4_pair"):
+        sizes = json.loads((folder / name / "sizes.json").read_text())
+        for tar_name, size in sizes.items():
+            with tarfile.open(folder / name / tar_name) as archive:
+                assert len(archive.getnames()) == 3 * size
+    assert sum(json.loads((folder / "pairs" / "sizes.json").read_text()).values()) == 20
+
+
+def test_mmc4_records_follow_the_linear_assignment(world):
+    folder, _ = world
+    docs = read_mmc4(folder)
+    alignment = [json.loads(line) for line in (folder / "mmc4" / "alignment.jsonl").read_text().splitlines()]
+    from scipy.optimize import linear_sum_assignment
+    for doc, truth in zip(docs, alignment):
+        assert set(doc) == {"url", "text_list", "image_info", "similarity_matrix"} and doc["url"] == truth["url"]
+        sim = np.array(doc["similarity_matrix"])
+        assert sim.shape == (len(doc["image_info"]), len(doc["text_list"]))
+        rows, cols = linear_sum_assignment(sim, maximize=True)
+        assert [i["matched_text_index"] for i in doc["image_info"]] == cols.tolist()
+        assert [i["matched_sim"] for i in doc["image_info"]] == sim[rows, cols].tolist()
+        for info, image in zip(doc["image_info"], truth["images"]):
+            assert info["image_name"] == image["image_name"]
+            if image["true_text_index"] is not None and not image["misaligned"]:
+                from lcl_core.data.language import describe
+                assert describe(image["scene"]) in doc["text_list"][image["true_text_index"]]
+
+
+def test_statistics_are_calibrated_to_mmc4(tmp_path):
+    tiny_world(tmp_path, docs=300, processes=2)
+    docs = read_mmc4(tmp_path)
+    images = [len(d["image_info"]) for d in docs]
+    sentences = [len(d["text_list"]) for d in docs]
+    sims = np.array([i["matched_sim"] for d in docs for i in d["image_info"]])
+    matched = sum(len({i["matched_text_index"] for i in d["image_info"] if i["matched_sim"] >= 0.24}) for d in docs)
+    assert 3.4 < np.mean(images) < 4.4 and max(images) <= 10
+    assert 14 <= np.median(sentences) <= 20
+    assert 0.15 < matched / sum(sentences) < 0.23
+    assert (sims < 0.24).mean() < 0.12 and 0.27 < np.median(sims) < 0.33
+
+
+def test_obelics_rows_put_each_image_next_to_its_sentence(world):
+    folder, _ = world
+    table = pq.read_table(folder / "obelics")
+    assert table.column_names == ["texts", "images", "metadata", "general_metadata"]
+    docs = read_mmc4(folder)
+    assert table.num_rows == len(docs)
+    for row, doc in zip(table.to_pylist(), docs):
+        assert all((t is None) != (i is None) for t, i in zip(row["texts"], row["images"]))
+        assert sorted(Path(i).name for i in row["images"] if i) == sorted(i["image_name"] for i in doc["image_info"])
+        assert " ".join(t for t in row["texts"] if t) == " ".join(doc["text_list"])
+        assert json.loads(row["general_metadata"])["url"] == doc["url"]
+        assert (folder / "obelics" / next(i for i in row["images"] if i)).is_file()
+
+
+def test_eval_sets_formats_and_held_out_instances(world):
+    folder, manifest = world
+    classes = json.loads((folder / "eval/classification/classes.json").read_text())
+    assert classes == manifest["classes"] and len(classes) == 31 and classes["digit_seven"] == "a handwritten seven"
+    for split, n in (("train", 2), ("val", 1)):
+        dirs = sorted(p.name for p in (folder / "eval/classification" / split).iterdir())
+        assert dirs == sorted(classes)
+        assert all(len(list((folder / "eval/classification" / split / d).glob("*.png"))) == n for d in dirs)
+    karpathy = json.loads((folder / "eval/captions/dataset_coco.json").read_text())
+    assert karpathy["dataset"] == "coco"
+    assert [sum(e["split"] == s for e in karpathy["images"]) for s in ("train", "val", "test")] == [6, 3, 3]
+    entry = karpathy["images"][0]
+    assert set(entry) == {"filepath", "filename", "imgid", "cocoid", "split", "sentences", "sentids"}
+    assert len(entry["sentences"]) == 5 and entry["sentids"] == [s["sentid"] for s in entry["sentences"]]
+    assert (folder / "eval/captions" / entry["filepath"] / entry["filename"]).is_file()
+    coco = json.loads((folder / "eval/captions/captions_val.json").read_text())
+    assert len(coco["images"]) == 6 and len(coco["annotations"]) == 30
+    nocaps = json.loads((folder / "eval/nocaps/nocaps_val.json").read_text())
+    assert [sum(i["domain"] == d for i in nocaps["images"]) for d in ("in-domain", "near-domain", "out-domain")] == [4, 4, 4]
+    # held out: no evaluation image is a pre-training image, and out-domain letters never occur in the text
+    pretraining = {hashlib.sha256(p.read_bytes()).digest() for p in (folder / "mmc4/images").iterdir()}
+    evaluation = {hashlib.sha256(p.read_bytes()).digest() for p in (folder / "eval").rglob("*.png")}
+    assert not pretraining & evaluation
+    corpus = (folder / "corpus.txt").read_text()
+    out_captions = [a["caption"] for a in nocaps["annotations"]
+                    if nocaps["images"][a["image_id"]]["domain"] == "out-domain"]
+    assert all(c.split("letter ")[1][0] in "NOPQRSTUVWXYZ" for c in out_captions if "letter " in c)
+    assert not any(f"letter {c}" in corpus for c in "NOPQRSTUVWXYZ")
+
+
+@pytest.mark.skipif(not real_tier_available(), reason="real tier needs: apt-get install dataset-fashion-mnist "
+                                                      "tuxpaint-stamps-default")
+def test_real_tier_adds_garments_and_stamps(tmp_path):
+    manifest = tiny_world(tmp_path, docs=30, tier="real")
+    assert "fashion_ankle_boot" in manifest["classes"] and manifest["tier"] == "real"
+    alignment = (tmp_path / "mmc4" / "alignment.jsonl").read_text()
+    assert '"family": "fashion"' in alignment or '"family": "stamp"' in alignment
