@@ -117,6 +117,7 @@ class TrainedTokenizer(Tokenizer):
 
     @classmethod
     def train(cls, texts: Iterable[str], *, vocab_size: int = 4096, min_frequency: int = 2) -> "TrainedTokenizer":
+        """Fit on ``texts``. The 256 bytes and 7 special tokens come first, so merges start above 263."""
         from tokenizers import Tokenizer as RawTokenizer
         from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast

@@ -35,6 +35,17 @@ def odd_config(*, vocab_size: int = 49411, special_ids: dict | None = None, cont
     )
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Heads this small run fastest single-threaded (and do not suffer when the cores are shared)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def clip_tok() -> ClipTokenizer:
     return ClipTokenizer()

@@ -11,7 +11,7 @@ from lcl_core.model import LCLModel
 from lcl_core.objectives import OBJECTIVES, PretrainingObjective
 
 from conftest import odd_config
-from test_model import N, mixed_batch
+from test_model import mixed_batch
 
 
 def hand_losses(model, images, ids, ids_map):
