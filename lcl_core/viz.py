@@ -1,0 +1,320 @@
+"""What the notebooks show: plain-text tables, token-by-token layouts, attention maps, training plots.
+
+Everything here only displays what the core computes (masks come from :mod:`lcl_core.sequences`,
+metrics from the trainer); the notebooks call these so that no two notebooks carry the same plotting
+code. Tables are plain text so that headless runs and nbval can compare them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .images import denormalize
+from .sequences import contrastive_mask, generation_mask
+from .tokenizer import Tokenizer
+
+
+# ---- text ---------------------------------------------------------------------------------------------
+def format_value(value: Any, *, digits: int = 4) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value in (False, None) else "yes"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}g}"
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
+                 digits: int = 4) -> str:
+    """Rows of dicts as an aligned plain-text table (numbers right-aligned)."""
+    columns = list(columns or (rows[0].keys() if rows else []))
+    cells = [[format_value(row.get(c), digits=digits) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    numeric = [all(isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
+                   for row in rows if row.get(c) is not None) for c in columns]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, **kwargs) -> None:
+    print(format_table(rows, columns, **kwargs))
+
+
+def token_rows(tokenizer: Tokenizer, ids: Sequence[int], *, collapse_images: bool = True) -> list[dict]:
+    """One row per position of a token sequence with the role each loss gives it.
+
+    ``generation target``: this token is predicted from the output one position earlier;
+    ``contrastive read``: the causal output *here* is paired with the next image's latent.
+    Runs of ``<img>`` placeholders become one row when ``collapse_images``.
+    """
+    row_ids = torch.tensor([list(ids)])
+    contrastive = contrastive_mask(row_ids, soi_id=tokenizer.soi_id)[0].tolist()
+    targets = [False] + generation_mask(row_ids, img_id=tokenizer.img_id, eoi_id=tokenizer.eoi_id,
+                                        pad_id=tokenizer.pad_id)[0].tolist()
+    rows: list[dict] = []
+    for position, token_id in enumerate(int(i) for i in ids):
+        if collapse_images and token_id == tokenizer.img_id and rows and rows[-1]["id"] == token_id:
+            first = rows[-1]["position"].split("-")[0]
+            count = int(rows[-1]["token"].split("×")[1]) + 1
+            rows[-1].update(position=f"{first}-{position}", token=f"{tokenizer.id_to_token(token_id)}×{count}")
+            continue
+        token = tokenizer.id_to_token(token_id)
+        if collapse_images and token_id == tokenizer.img_id:
+            token = f"{token}×1"
+        rows.append({"position": str(position), "id": token_id, "token": token,
+                     "generation target": targets[position], "contrastive read": contrastive[position]})
+    return rows
+
+
+# ---- figures ----------------------------------------------------------------------------------------
+def new_axes(count: int = 1, *, width: float = 4.0, height: float = 3.2, rows: int = 1):
+    """A figure with ``count`` axes in ``rows`` rows; returns (figure, flat list of axes)."""
+    import matplotlib.pyplot as plt
+
+    cols = math.ceil(count / rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
+
+
+def label(ax, *, title: str | None = None, xlabel: str, ylabel: str) -> None:
+    if title:
+        ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def plot_bars(ax, labels: Sequence[str], values: Sequence[float], *, xlabel: str, ylabel: str,
+              title: str | None = None, log: bool = False, annotate: bool = True) -> None:
+    """A labelled bar chart (optionally log-scaled), each bar annotated with its value."""
+    bars = ax.bar(range(len(values)), values, color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    if log:
+        ax.set_yscale("log")
+    if annotate:
+        for bar, value in zip(bars, values):
+            ax.annotate(format_value(float(value), digits=3), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+    label(ax, title=title, xlabel=xlabel, ylabel=ylabel)
+
+
+def plot_attention_maps(images: torch.Tensor, attention: torch.Tensor, *, titles: Sequence[str] | None = None,
+                        size: float = 2.2):
+    """Pooler attention over patches on top of each image.
+
+    images [M, 3, H, W] (normalised as by :func:`lcl_core.images.image_transform`),
+    attention [M, heads, N] from ``AttentivePoolingProjection(..., return_attention=True)``; the
+    heads are averaged and the N patches laid out on their square grid.
+    """
+    import matplotlib.pyplot as plt
+
+    count, grid = images.shape[0], math.isqrt(attention.shape[-1])
+    maps = attention.detach().float().mean(dim=1).reshape(count, grid, grid)
+    pictures = denormalize(images.detach().float()).permute(0, 2, 3, 1)
+    fig, axes = plt.subplots(2, count, figsize=(size * count, 2 * size), squeeze=False)
+    height, width = pictures.shape[1:3]
+    for i in range(count):
+        axes[0, i].imshow(pictures[i])
+        axes[0, i].set_title(titles[i] if titles else f"image {i}", fontsize=9)
+        shown = axes[1, i].imshow(maps[i], cmap="magma", extent=(0, width, height, 0))
+        axes[1, i].set_xlabel("x (pixels)")
+        fig.colorbar(shown, ax=axes[1, i], fraction=0.046, label="attention")
+    axes[0, 0].set_ylabel("y (pixels)")
+    axes[1, 0].set_ylabel("y (pixels)")
+    fig.suptitle("attentive pooling: where the single query looks (mean over heads)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_series(ax, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
+                title: str | None = None, log: bool = False, reference: Mapping[str, float] | None = None) -> None:
+    """Lines ``label -> (x, y)`` on one axis, with optional horizontal reference lines."""
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name)
+    for name, value in (reference or {}).items():
+        ax.axhline(value, linestyle="--", color="grey", linewidth=1)
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=8, color="grey", va="bottom")
+    if log:
+        ax.set_yscale("log")
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    label(ax, title=title, xlabel=xlabel, ylabel=ylabel)
+
+
+def show(fig) -> None:
+    """Display a figure once (inline backends would otherwise show it again at cell end) and close it."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    fig.tight_layout()
+    display(fig)
+    plt.close(fig)
+
+
+# ---- training curves ------------------------------------------------------------------------------------
+# (metric, y label, title) of the training dashboard; "info_nce_bound" is derived: log N − L_con
+DASHBOARD_PANELS = (
+    ("generation_loss", "generation loss (nats)", "next-token prediction"),
+    ("contrastive_loss", "contrastive loss (nats)", "symmetric InfoNCE"),
+    ("contrastive_accuracy", "in-batch accuracy", "contrastive accuracy"),
+    ("info_nce_bound", "log N - L_con (nats)", "InfoNCE bound on I(latent; context)"),
+    ("latent_variance", "variance of normalised latents", "latent spread (collapse diagnostic)"),
+)
+CONTRASTIVE_KEYS = {"contrastive_loss", "contrastive_accuracy", "info_nce_bound"}
+
+
+def metric_value(record: Mapping[str, Any], key: str) -> float | None:
+    """A logged trainer record's value for a dashboard panel, or None where the run has no such term
+    (contrastive panels of objectives without a contrastive loss, a loss whose weight is zero)."""
+    if key in CONTRASTIVE_KEYS and (record.get("contrastive_accuracy") is None or not record.get("num_pairs")):
+        return None
+    if key == "info_nce_bound":
+        return math.log(record["num_pairs"]) - record["contrastive_loss"]
+    value = record.get(key)
+    if value is None or (key.endswith("_loss") and value == 0.0):
+        return None
+    return float(value)
+
+
+def final_value(records: Sequence[Mapping[str, Any]], key: str, *, last: int = 5) -> float | None:
+    """Mean of a panel metric over the last ``last`` logged records that have it (single batches are noisy)."""
+    values = [v for v in (metric_value(r, key) for r in records) if v is not None][-last:]
+    return sum(values) / len(values) if values else None
+
+
+def plot_training(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, panels=DASHBOARD_PANELS,
+                  title: str | None = None):
+    """One panel per metric, one line per run (``label -> trainer records``)."""
+    fig, axes = new_axes(len(panels), width=3.9, height=3.0, rows=1 if len(panels) <= 3 else 2)
+    for ax, (key, ylabel, panel_title) in zip(axes, panels):
+        series = {}
+        for name, records in runs.items():
+            points = [(r["step"], metric_value(r, key)) for r in records]
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                series[name] = ([x for x, _ in points], [y for _, y in points])
+        plot_series(ax, series, xlabel="optimiser step", ylabel=ylabel, title=panel_title)
+        if key == "info_nce_bound" and len(runs) == 1 and series:
+            records = next(iter(runs.values()))
+            ceiling = [(r["step"], math.log(r["num_pairs"])) for r in records if r.get("num_pairs")]
+            ax.plot([x for x, _ in ceiling], [y for _, y in ceiling], "--", color="grey", linewidth=1,
+                    label="log N (ceiling)")
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+class LiveDashboard:
+    """A trainer callback that redraws :func:`plot_training` in the notebook every ``every`` logged
+    records and once at the end. ``attach(trainer)`` as the kit's other callbacks."""
+
+    def __init__(self, *, label: str = "run", every: int = 10) -> None:
+        self.label, self.every = label, every
+        self.records: list[dict] = []
+
+    def attach(self, trainer) -> "LiveDashboard":
+        trainer.add_callback("on_log", self._on_log)
+        trainer.add_callback("on_train_end", lambda _: self.draw())
+        return self
+
+    def _on_log(self, trainer) -> None:
+        self.records.append(dict(trainer.metrics))
+        if len(self.records) % self.every == 0:
+            self.draw()
+
+    def draw(self) -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import clear_output, display
+
+        fig = plot_training({self.label: self.records}, title=f"{self.label}: step {self.records[-1]['step']}")
+        clear_output(wait=True)
+        display(fig)
+        plt.close(fig)
+
+
+# ---- documents ------------------------------------------------------------------------------------------
+def read_mmc4_documents(path: str | Path, *, limit: int | None = None) -> list[dict]:
+    """MMC4 records from a ``.jsonl`` file or a ``docs_shard_*.jsonl.zip`` (first member), in file order."""
+    path = Path(path)
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            lines = archive.read(archive.namelist()[0]).decode("utf-8").splitlines()
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines[:limit] if line.strip()]
+
+
+def mmc4_statistics(documents: Sequence[dict], *, sim_threshold: float = 0.24) -> dict[str, float]:
+    """The statistics MMC4 is described by: images and sentences per document, the share of sentences
+    matched to an image, and the matched similarities (with the share the 0.24 threshold drops)."""
+    images = [len(d["image_info"]) for d in documents]
+    sentences = [len(d["text_list"]) for d in documents]
+    matched = sum(len({i["matched_text_index"] for i in d["image_info"]}) for d in documents)
+    sims = [i["matched_sim"] for d in documents for i in d["image_info"]]
+    return {
+        "documents": len(documents), "images": sum(images),
+        "images_per_document": sum(images) / len(documents), "max_images_per_document": max(images),
+        "median_sentences": statistics.median(sentences), "matched_sentence_share": matched / sum(sentences),
+        "matched_sim_min": min(sims), "matched_sim_median": statistics.median(sims), "matched_sim_max": max(sims),
+        "share_below_threshold": sum(s < sim_threshold for s in sims) / len(sims),
+    }
+
+
+def describe_document(record: dict, *, max_chars: int = 110) -> str:
+    """An MMC4 record as text: each sentence, with its matched images (name and similarity) under it."""
+    by_sentence: dict[int, list[dict]] = {}
+    for info in record["image_info"]:
+        by_sentence.setdefault(info["matched_text_index"], []).append(info)
+    lines = [record["url"]]
+    for index, sentence in enumerate(record["text_list"]):
+        short = sentence if len(sentence) <= max_chars else sentence[: max_chars - 1] + "…"
+        lines.append(f"  [{index:2d}] {short}")
+        for info in by_sentence.get(index, []):
+            lines.append(f"         ^ image {info['image_name']}  matched_sim {info['matched_sim']:.3f}")
+    return "\n".join(lines)
+
+
+def plot_document_images(record: dict, image_folder: str | Path, *, size: float = 1.6):
+    """The images of one MMC4 record in page order, titled with their matched sentence index."""
+    from PIL import Image
+
+    infos = record["image_info"]
+    fig, axes = new_axes(len(infos), width=size, height=size + 0.4)
+    for ax, info in zip(axes, infos):
+        with Image.open(Path(image_folder) / info["image_name"]) as picture:
+            ax.imshow(picture.convert("RGB"))
+        ax.set_title(f"sentence {info['matched_text_index']}\nsim {info['matched_sim']:.2f}", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    return fig
+
+
+def document_browser(count: int, show_document: Callable[[int], None], *, interactive: bool) -> None:
+    """A slider over ``count`` documents calling ``show_document(index)``; with ``interactive=False`` (headless
+    runs) or without ipywidgets, the first document is shown as static output instead."""
+    if interactive:
+        try:
+            import ipywidgets as widgets
+        except ImportError:
+            interactive = False
+    if not interactive:
+        show_document(0)
+        return
+    from IPython.display import display
+
+    slider = widgets.IntSlider(value=0, min=0, max=count - 1, description="document")
+    display(slider, widgets.interactive_output(show_document, {"index": slider}))

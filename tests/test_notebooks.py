@@ -1,0 +1,254 @@
+"""The notebook sequence: committed clean, executed headless at the smoke profile, judged by its JSON.
+
+The module-scoped fixture runs every notebook once with papermill into one folder, in sequence order,
+so later notebooks reuse the world and the runs of earlier ones exactly as a reader's session would.
+Set ``LCL_NOTEBOOK_OUT=DIR`` to keep the executed notebooks (CI artifacts); otherwise a temporary
+folder is used. Cells tagged ``nbval-check-output`` are re-executed and compared with nbval.
+
+The kernels run with one intra-op thread unless ``OMP_NUM_THREADS`` is set: on two shared cores the
+tiny models' steps were about ten times slower with two spinning OpenMP threads than with one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lcl_core.config import get_preset
+from lcl_core.notebooks import SEQUENCE, notebook_dir, notebook_path, run_notebooks
+
+CHECK_TAG = "nbval-check-output"
+
+
+# ---- the committed notebooks (cheap, always run) ----------------------------------------------------
+def test_the_folder_holds_exactly_the_sequence():
+    assert sorted(p.stem for p in notebook_dir().glob("*.ipynb")) == sorted(SEQUENCE)
+
+
+@pytest.mark.parametrize("name", SEQUENCE)
+def test_committed_notebook_is_clean_and_parameterised(name):
+    nb = nbformat.read(notebook_path(name), as_version=4)
+    nbformat.validate(nb)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    with_outputs = [i for i, c in enumerate(code_cells) if c.outputs or c.execution_count is not None]
+    assert not with_outputs, f"{name}: code cells {with_outputs} carry outputs; strip them before committing"
+    tags = code_cells[0].metadata.get("tags", [])
+    assert "parameters" in tags, f"{name}: the first code cell must be tagged parameters"
+    first = code_cells[0].source
+    for parameter in ("seed", "out_dir", "profile"):
+        assert f"{parameter} =" in first, f"{name}: the parameters cell does not declare {parameter}"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+# ---- the smoke run ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Run the whole sequence once; a failing notebook is recorded, and only its own tests fail."""
+    out_dir = Path(os.environ.get("LCL_NOTEBOOK_OUT") or tmp_path_factory.mktemp("notebooks"))
+    threads_were_set = "OMP_NUM_THREADS" in os.environ
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the papermill kernels
+    failures, seconds = {}, {}
+    for name in SEQUENCE:
+        try:
+            (run,) = run_notebooks(profile="smoke", out_dir=out_dir, only=[name], progress=lambda _: None)
+            seconds[name] = round(run.seconds, 1)
+        except Exception as error:  # noqa: BLE001 - reported by the tests of that notebook
+            failures[name] = f"{type(error).__name__}: {error}"
+    if not threads_were_set:
+        del os.environ["OMP_NUM_THREADS"]
+    (out_dir / "timings.json").write_text(json.dumps({"seconds": seconds, "total": round(sum(seconds.values()), 1),
+                                                      "failures": sorted(failures)}, indent=2) + "\n")
+    return out_dir, failures
+
+
+def results(smoke, name: str) -> dict:
+    out_dir, failures = smoke
+    if name in failures:
+        pytest.fail(f"{name} did not execute: {failures[name][-3000:]}")
+    return json.loads((out_dir / f"{name}.results.json").read_text())
+
+
+@pytest.mark.notebooks
+def test_every_notebook_executes_and_writes_its_results(smoke):
+    out_dir, failures = smoke
+    assert not failures, "\n\n".join(f"{n}: {e[-1500:]}" for n, e in failures.items())
+    for name in SEQUENCE:
+        assert (out_dir / f"{name}.ipynb").is_file() and (out_dir / f"{name}.results.json").is_file()
+        assert results(smoke, name)["profile"] == "smoke"
+
+
+@pytest.mark.notebooks
+def test_00_quickstart_runs_the_whole_path(smoke):
+    r = results(smoke, "00_quickstart")
+    assert not r["reused"] and r["steps_trained"] == r["recipe"]["steps"]
+    assert r["generation_loss"]["last"] < r["generation_loss"]["first"] - 1.0, "LCL pre-training did not learn"
+    assert r["classes"] > 10 and all(0.0 <= v <= 100.0 for v in r["top1"].values())
+    assert r["margin_over_random_init"] == pytest.approx(r["top1"]["checkpoint"] - r["top1"]["random-init"])
+
+
+@pytest.mark.notebooks
+def test_01_data_statistics_and_token_layout(smoke):
+    r = results(smoke, "01_interleaved_data")
+    real = r["real_sample"]
+    if real is not None:  # the shared MMC4 sample: published statistics (its README)
+        assert (real["documents"], real["images"]) == (107, 417)
+        assert real["images_per_document"] == pytest.approx(3.9, abs=0.05) and real["median_sentences"] == 17
+        assert real["matched_sentence_share"] == pytest.approx(0.19, abs=0.01)
+        assert real["share_below_threshold"] == pytest.approx(0.05, abs=0.01)
+    world = r["world_stats"]
+    assert world["images_per_document"] == pytest.approx(3.9, abs=0.6) and 12 <= world["median_sentences"] <= 22
+    assert 0.18 <= world["matched_sim_median"] <= 0.39
+    knobs = {(k["knob"], k["value"]): k for k in r["knob_effects"]}
+    density = {v: knobs[("images_per_doc", v)]["images_per_document"] for v in (1.5, 6.0)}
+    dropped = {v: knobs[("misalign_prob", v)]["share_below_threshold"] for v in (0.0, 0.5)}
+    assert density[6.0] > 2 * density[1.5] and dropped[0.5] > dropped[0.0] + 0.1
+    n, layout = r["num_image_tokens"], r["layout"]
+    assert layout["length"] <= r["context_length"]
+    assert (layout["first"], layout["last"]) == ("<start_of_text>", "<end_of_text>")
+    assert layout["soi"] == layout["eoi"] == layout["images"] >= 1 and layout["img"] == n * layout["images"]
+    assert layout["contrastive_reads"] == layout["images"], "with <sot> first, every image has a context"
+    # targets: every next token except <img>, <eoi> (and padding, none here)
+    assert layout["generation_targets"] == layout["length"] - 1 - layout["img"] - layout["eoi"]
+    cut = r["truncation"]
+    assert cut["length"] <= cut["context"] and cut["last"] == "<end_of_text>" and cut["blocks_intact"]
+    assert cut["images"] == (1 if layout["images"] > 1 else 0), "the cut image must be dropped"
+    batch = r["reader_batch"]
+    assert batch["images"][0] == sum(batch["num_images"]) and batch["num_images"] == batch["soi_per_row"]
+
+
+@pytest.mark.notebooks
+def test_02_model_shapes_and_identities(smoke):
+    r = results(smoke, "02_model")
+    config = get_preset(r["preset"])
+    n, d, wv, s = config.vision.num_patches, config.embed_dim, config.vision.width, config.vision.image_size
+    shapes = r["shapes"]
+    assert r["num_image_tokens"] == n
+    grid = config.vision.grid_size
+    assert shapes["images"] == [3, 3, s, s] and shapes["grid"] == [3, wv, grid, grid]
+    assert shapes["patches"] == [3, n, wv], "the CLS token must be dropped"
+    assert shapes["pooled"] == [3, d] and shapes["projected"] == [3, n, d]
+    assert shapes["attention"] == [3, config.vision.pool_heads, n]
+    batch, length = shapes["input_ids"]
+    assert batch == 2 and shapes["embeds"] == shapes["hidden"] == [2, length, d]
+    assert shapes["pair_latents"] == shapes["pair_context"] == [3, d] and r["num_pairs"] == 3
+    assert shapes["gen_logits"][0] == shapes["gen_labels"][0] == r["num_generation_targets"]
+    assert r["pooled_reconstruction_error"] < 1e-5 and r["projected_reconstruction_error"] < 1e-5
+    assert max(r["context_change_when_second_image_changes"]) < 1e-6, "a context feature saw its own image"
+    assert r["hidden_change_up_to_its_soi"] < 1e-5 < 1e-3 < r["hidden_change_after_its_soi"]
+    presets = {row["preset"]: row for row in r["presets"]}
+    assert presets["LCL_ViT-B-16_laion"]["tokens/image"] == 196 and presets["LCL_ViT-B-32_laion"]["tokens/image"] == 49
+    assert presets["LCL_ViT-B-16_laion"]["max images/seq"] == 1 and presets["LCL_ViT-B-32_mmc4"]["max images/seq"] == 40
+    assert 80e6 < presets["LCL_ViT-B-16_laion"]["vision params"] < 95e6  # ViT-B/16 (~86M) + pooler
+
+
+@pytest.mark.notebooks
+def test_03_objective_hand_losses_and_collapse(smoke):
+    r = results(smoke, "03_objective")
+    assert r["num_pairs"] == r["library_num_pairs"] == 3, "the image-first row must not give a pair"
+    assert abs(r["generation_by_hand"] - r["generation_library"]) < 1e-5
+    assert abs(r["contrastive_by_hand"] - r["contrastive_library"]) < 1e-5
+    assert abs(r["total_library"] - (r["generation_library"] + 0.1 * r["contrastive_library"])) < 1e-5
+    assert r["info_nce_bound_at_init"] <= math.log(r["num_pairs"]) and r["info_nce_bound_at_init"] < 0.5
+    collapse = r["collapse"]
+    assert collapse["lcl"]["probe_latent_variance"] > 1.5 * collapse["generation_regression"]["probe_latent_variance"]
+
+
+@pytest.mark.notebooks
+def test_04_pretrain_trains_live_and_logs_the_dashboard(smoke):
+    r = results(smoke, "04_pretrain")
+    assert not r["reused"], "04 must train (and draw live) in the smoke sequence, not reuse 00's run"
+    assert r["logged_steps"][-1] == r["recipe"]["steps"] and len(r["logged_steps"]) >= 10
+    first, last = r["first"], r["last"]
+    assert last["generation_loss"] < first["generation_loss"] - 1.0
+    for record in (first, last):
+        assert record["info_nce_bound"] == pytest.approx(math.log(record["num_pairs"]) - record["contrastive_loss"])
+        assert record["info_nce_bound"] <= math.log(record["num_pairs"])
+        assert 0.0 <= record["contrastive_accuracy"] <= 1.0
+    entropy = r["attention_entropy"]
+    assert 0.0 < entropy["trained"] <= entropy["uniform"] + 1e-6 and entropy["initial"] <= entropy["uniform"] + 1e-6
+    assert r["probe_diagnostics"]["trained"]["latent_variance"] > 0
+
+
+@pytest.mark.notebooks
+def test_05_baselines_share_data_and_regression_collapses(smoke):
+    r = results(smoke, "05_baselines")
+    runs = r["runs"]
+    assert set(runs) == {"CLIP", "CoCa", "Flamingo-style", "Emu-style", "LCL"}
+    assert runs["LCL"]["reused"] and runs["LCL"]["folder"] == results(smoke, "04_pretrain")["run"]
+    assert runs["CLIP"]["data_source"] == runs["CoCa"]["data_source"] == "mmc4_pair"
+    assert {runs[k]["data_source"] for k in ("Flamingo-style", "Emu-style", "LCL")} == {"mmc4"}
+    assert runs["CLIP"]["last"]["generation_loss"] is None
+    assert runs["Flamingo-style"]["last"]["contrastive_loss"] is None
+    assert runs["Emu-style"]["last"]["regression_loss"] is not None
+    assert all(run["steps"] == r["recipe"]["steps"] for run in runs.values())
+    # regressing onto its own latent drives the latents together (LCL-METHOD §6: Emu-style collapses)
+    assert runs["Emu-style"]["probe"]["latent_variance"] < 0.5 * runs["LCL"]["probe"]["latent_variance"]
+
+
+@pytest.mark.notebooks
+def test_06_ablations_change_one_thing_and_reuse_runs(smoke):
+    r = results(smoke, "06_ablations")["ablations"]
+    assert [row["setting"] for row in r["lambda"]] == ["λ = 0.01", "λ = 0.1", "λ = 1.0"]
+    lcl_folder = Path(results(smoke, "04_pretrain")["run"]).name
+    flamingo_folder = Path(results(smoke, "05_baselines")["runs"]["Flamingo-style"]["folder"]).name
+    official_points = (r["lambda"][1], r["loss terms"][2], r["image placement"][1], r["data"][1])
+    assert {row["run"] for row in official_points} == {lcl_folder}
+    assert r["loss terms"][0]["run"] == flamingo_folder
+    assert len({row["run"] for rows in r.values() for row in rows}) == 9  # 7 new runs + LCL + Flamingo-style
+    assert r["loss terms"][0]["contrastive_loss"] is None and r["loss terms"][1]["generation_loss"] is None
+    for rows in r.values():
+        for row in rows:
+            assert row["held-out latent variance"] >= 0
+
+
+@pytest.mark.notebooks
+def test_07_transfer_table_has_every_run_and_the_baselines(smoke):
+    r = results(smoke, "07_transfer")
+    encoders = r["encoders"]
+    assert {"CLIP", "CoCa", "Flamingo-style", "Emu-style", "LCL", "random-init", "raw-pixels"} <= set(encoders)
+    assert len(r["runs"]) == 12  # the 5 Table 1 rows and the 7 ablation runs of 06
+    for label in r["runs"]:
+        expected = {"cls/classification", "ret/coco", "cap/coco", "cap/nocaps", "zeroshot-cls/classification"}
+        assert expected <= set(encoders[label]["tasks"])
+        assert 0.0 <= encoders[label]["cls_top1"] <= 100.0
+    assert encoders["raw-pixels"]["tasks"] == ["cls/classification"]
+    schema = r["transfer"]
+    assert schema["schema"] == "lcl-transfer-results/1" and schema["protocol"]["seeds"] == [0]
+    assert len(r["retrieval_examples"]) == 4 and all(len(e["top3"]) == 3 for e in r["retrieval_examples"])
+    assert len(r["caption_examples"]) == 6 and all(e["reference"] for e in r["caption_examples"])
+
+
+@pytest.mark.notebooks
+def test_08_official_layout_round_trip(smoke):
+    r = results(smoke, "08_scale_up")
+    assert set(r["key_groups"]) == {"visual", "text", "pool_project", "lm_head", "logit_scale"}
+    assert r["round_trip_equal"] and r["latent_difference"] < 1e-5
+    if r["official_preset"].startswith("LCL_"):
+        assert r["architecture_inferred"]
+    cost = r["cost"]
+    assert cost["parameters"] > 2e8 and 100 < cost["GPU-days at sustained"] < 10_000
+
+
+# ---- nbval: cells whose output is deterministic --------------------------------------------------------
+def checked_notebooks() -> list[str]:
+    return [name for name in SEQUENCE
+            if any(CHECK_TAG in c.metadata.get("tags", []) for c in nbformat.read(notebook_path(name), 4).cells)]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", checked_notebooks())
+def test_deterministic_cells_reproduce_under_nbval(smoke, name):
+    """Re-execute the executed copy (same injected parameters) and compare the tagged cells' outputs."""
+    results(smoke, name)
+    out_dir, _ = smoke
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", f"{name}.ipynb"],
+        cwd=out_dir, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
