@@ -112,6 +112,10 @@ class ModelConfig:
             )
         if set(self.special_ids) != set(CLIP_SPECIAL_IDS):
             problems.append(f"special_ids must name exactly {sorted(CLIP_SPECIAL_IDS)}")
+        elif any(i >= b.vocab_size for k, i in self.special_ids.items() if k != "pad") or \
+                self.special_ids["pad"] > b.vocab_size:
+            problems.append(f"special_ids {self.special_ids} do not fit a vocabulary of {b.vocab_size} "
+                            "(pad may be one past the table; use with_tokenizer to bind a tokenizer)")
         if problems:
             raise ValueError(f"invalid model config {self.name!r}: " + "; ".join(problems))
 

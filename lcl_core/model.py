@@ -93,12 +93,12 @@ class CausalBridge(nn.Module):
 
     def __init__(self, *, config: ModelConfig) -> None:
         super().__init__()
-        b, ids = config.bridge, config.special_ids
+        b = config.bridge
         gpt2 = GPT2Config(
             vocab_size=b.vocab_size, n_positions=b.context_length, n_embd=b.width, n_layer=b.layers,
             n_head=b.heads, n_inner=int(b.width * b.mlp_ratio), activation_function="gelu",
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, use_cache=False,
-            bos_token_id=ids["sot"], eos_token_id=ids["eot"], pad_token_id=None,
+            bos_token_id=None, eos_token_id=None, pad_token_id=None,  # the bridge never calls generate
         )
         self.transformer = AutoModel.from_config(gpt2, attn_implementation="sdpa")
         self.transformer.ln_f = nn.Identity()  # ln_final and lm_head both read the raw output
