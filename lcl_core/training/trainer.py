@@ -1,0 +1,221 @@
+"""The one training loop for LCL and the paper's baselines (the objective is a parameter).
+
+One optimiser step = ``grad_accum_steps`` micro-batches per rank. Each micro-batch loss is already a
+global mean over ranks (:mod:`lcl_core.objectives`), so DDP's gradient averaging reproduces the
+single-process gradient on the union batch. With accumulation, each micro-batch is its own
+contrastive batch (negatives come from the same micro-batch on all ranks), and the step's gradient is
+the mean over micro-batches.
+
+The data object is anything that yields collated batches ``{"images", "input_ids", ...}`` and offers
+``state()`` / ``resume_from(state)`` for the position after the last batch it yielded (see
+:mod:`lcl_core.training.data` and :mod:`lcl_core.training.synthetic`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ..diagnostics import effective_rank, latent_variance
+from ..distributed import gather_rows, mean_over_ranks
+from ..model import LCLModel
+from .callbacks import CallbackList, JsonLinesWriter, ProgressBar, TensorBoardWriter
+from .checkpointing import capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint
+from .config import TrainConfig
+from .optim import CosineWithWarmup, build_optimizer
+from .runtime import Runtime, init_runtime
+
+LOSS_KEYS = ("loss", "generation_loss", "contrastive_loss", "regression_loss")
+METRICS_FILE, CHECKPOINT_DIR, TENSORBOARD_DIR = "metrics.jsonl", "checkpoints", "tensorboard"
+
+
+class Trainer:
+    """``Trainer(model=..., config=..., data=..., run_dir=...)``, then ``resume()`` (optional) and
+    ``run()``. Without ``run_dir`` nothing is written (notebook use); with it, rank 0 writes
+    ``metrics.jsonl``, ``checkpoints/`` and ``tensorboard/`` (when installed) there."""
+
+    def __init__(self, *, model: LCLModel, config: TrainConfig, data, run_dir: str | Path | None = None,
+                 runtime: Runtime | None = None) -> None:
+        self.config = config
+        self.runtime = runtime or init_runtime(precision=config.precision)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.data = data
+        self.model = model.to(self.runtime.device)
+        if config.grad_checkpointing:  # models are built without it
+            self.model.set_grad_checkpointing(True)
+        self.objective = config.build_objective()
+        self.optimizer = build_optimizer(self.model, config)
+        self.schedule = CosineWithWarmup(optimizer=self.optimizer, base_lr=config.lr,
+                                         warmup_steps=config.resolved_warmup_steps, total_steps=config.steps)
+        self.forward_model = self._wrap(self.model)
+        self.step = 0
+        self.metrics: dict[str, Any] = {}
+        self.last_checkpoint: Path | None = None
+        self.callbacks = CallbackList()
+        self._seed_generators()
+        if self.run_dir is not None and self.runtime.is_main:
+            self._attach_run_outputs()
+
+    # ---- setup ------------------------------------------------------------------------------------
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        wrapped = model
+        if self.runtime.distributed:
+            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(model, device_ids=device_ids)
+        return torch.compile(wrapped) if self.config.compile else wrapped
+
+    def _seed_generators(self) -> None:
+        seed = self.config.seed + self.runtime.rank
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _attach_run_outputs(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        JsonLinesWriter(self.run_dir / METRICS_FILE).attach(self)
+        board = TensorBoardWriter.if_installed(self.run_dir / TENSORBOARD_DIR)
+        if board is not None:
+            board.attach(self)
+        if self.config.progress_bar:
+            ProgressBar().attach(self)
+
+    def add_callback(self, event: str, fn) -> None:
+        """``fn(trainer)`` is called at ``event`` (see :mod:`lcl_core.training.callbacks`)."""
+        self.callbacks.add(event, fn)
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        if self.run_dir is None:
+            raise ValueError("checkpoints need a run_dir")
+        return self.run_dir / CHECKPOINT_DIR
+
+    def resume(self) -> int:
+        """Load the newest valid checkpoint of ``run_dir`` if there is one; returns the step reached."""
+        checkpoint = load_latest_checkpoint(self.checkpoint_dir)
+        if checkpoint is None:
+            return self.step
+        state = checkpoint.state
+        if len(state["data"]) != self.runtime.world_size:
+            raise ValueError(f"{checkpoint.path} was written by {len(state['data'])} ranks; resume it with "
+                             f"the same number of processes (now {self.runtime.world_size})")
+        self.model.load_state_dict(checkpoint.weights, strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"][self.runtime.rank])
+        self.data.resume_from(state["data"][self.runtime.rank])
+        self.step = checkpoint.step
+        self.last_checkpoint = checkpoint.path
+        return self.step
+
+    def save_checkpoint(self) -> Path | None:
+        """Collective: every rank contributes its RNG and data position; rank 0 writes."""
+        per_rank = {"rng": capture_rng_state(), "data": self.data.state()}
+        if self.runtime.distributed:
+            gathered = [None] * self.runtime.world_size
+            dist.all_gather_object(gathered, per_rank)
+        else:
+            gathered = [per_rank]
+        if self.runtime.is_main:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": {"base_lr": self.schedule.base_lr, "warmup_steps": self.schedule.warmup_steps,
+                             "total_steps": self.schedule.total_steps},
+                "rng": [g["rng"] for g in gathered],
+                "data": [g["data"] for g in gathered],
+                "train_config": self.config.to_dict(),
+                "model_config": self.model.config.to_dict(),
+            }
+            self.last_checkpoint = save_checkpoint(self.checkpoint_dir, step=self.step, weights=self.model.state_dict(),
+                                                   state=state, keep=self.config.keep_checkpoints)
+        if self.runtime.distributed:
+            dist.barrier()
+        return self.last_checkpoint
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train until ``config.steps``; returns the last metrics record."""
+        self.model.train()
+        batches = iter(self.data)
+        started = time.perf_counter()
+        self.callbacks.trigger("on_train_start", self)
+        while self.step < self.config.steps:
+            step_started = time.perf_counter()
+            step_metrics, latents, counts = self._optimizer_step(batches)
+            self.step += 1
+            self.callbacks.trigger("on_step_end", self)
+            if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                self.metrics = self._record(step_metrics, latents, counts,
+                                            step_time=time.perf_counter() - step_started,
+                                            elapsed=time.perf_counter() - started)
+                self.callbacks.trigger("on_log", self)
+            if self.run_dir is not None and (self.step % self.config.save_every == 0
+                                             or self.step == self.config.steps):
+                self.save_checkpoint()
+                self.callbacks.trigger("on_checkpoint", self)
+        self.callbacks.trigger("on_train_end", self)
+        return self.metrics
+
+    def _optimizer_step(self, batches):
+        lr = self.schedule.apply(self.step)
+        accum = self.config.grad_accum_steps
+        sums = dict.fromkeys(LOSS_KEYS, 0.0) | {"contrastive_accuracy": 0.0, "num_pairs": 0}
+        counts = torch.zeros(3, dtype=torch.long)  # images, sequences, tokens on this rank
+        for micro in range(accum):
+            batch = next(batches)
+            images = batch["images"].to(self.runtime.device, non_blocking=True)
+            input_ids = batch["input_ids"].to(self.runtime.device, non_blocking=True)
+            last = micro == accum - 1
+            # DDP all-reduces gradients only on the last micro-batch
+            sync = self.forward_model.no_sync() if self.runtime.distributed and not last else contextlib.nullcontext()
+            with sync:
+                with self.runtime.autocast():
+                    outputs = self.forward_model(images, input_ids)
+                    losses = self.objective(outputs)
+                (losses["loss"] / accum).backward()
+            values = mean_over_ranks(torch.stack([losses[k].detach().float() for k in LOSS_KEYS])).tolist()
+            for key, value in zip(LOSS_KEYS, values):
+                sums[key] += value / accum
+            sums["contrastive_accuracy"] += losses["contrastive_accuracy"] / accum
+            sums["num_pairs"] += losses["num_pairs"]
+            pad = self.model.ids["pad"]
+            counts += torch.tensor([images.shape[0], input_ids.shape[0], int((input_ids != pad).sum())])
+        clip = self.config.grad_clip_norm if self.config.grad_clip_norm else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.clamp_logit_scale_()
+        sums.update(lr=lr, grad_norm=grad_norm.item(), logit_scale=losses["logit_scale"].item())
+        return sums, outputs["image_latents"].detach(), counts
+
+    def _record(self, step_metrics, latents, counts, *, step_time: float, elapsed: float) -> dict[str, Any]:
+        """Everything logged for one step; collective (all ranks call it at the same steps)."""
+        all_latents, _ = gather_rows(latents.float())
+        counts = counts.to(self.runtime.device)
+        accuracy = torch.tensor(step_metrics["contrastive_accuracy"], device=self.runtime.device)
+        if self.runtime.distributed:
+            dist.all_reduce(counts)
+            accuracy = mean_over_ranks(accuracy)
+        images, sequences, tokens = counts.tolist()
+        return {
+            "step": self.step,
+            **{k: step_metrics[k] for k in (*LOSS_KEYS, "num_pairs", "logit_scale", "lr", "grad_norm")},
+            "contrastive_accuracy": accuracy.item(),
+            "latent_variance": latent_variance(all_latents),
+            "effective_rank": effective_rank(all_latents),
+            "images": images,
+            "sequences": sequences,
+            "tokens": tokens,
+            "step_time_s": step_time,
+            "images_per_s": images / step_time,
+            "tokens_per_s": tokens / step_time,
+            "elapsed_s": elapsed,
+        }
+

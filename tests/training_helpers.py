@@ -1,0 +1,72 @@
+"""What the training tests share: one small world built once per session, its tokenizer, a tiny
+odd-sized model config, and a way to run ``lcl pretrain`` in a subprocess."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lcl_core.data import EvalSizes, build_world
+from lcl_core.tokenizer import TrainedTokenizer, load_tokenizer
+
+from conftest import odd_config
+
+REPO = Path(__file__).resolve().parents[1]
+WORLD_DOCS = 48
+
+
+@functools.cache
+def small_world() -> Path:
+    """48 documents and 48 pairs, every source in a single shard (so two ranks split records, not
+    files, and their union is exactly one rank's batch), plus a 512-token BPE in ``tokenizer/``."""
+    folder = Path(tempfile.mkdtemp(prefix="lcl-train-world-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    build_world(folder, docs=WORLD_DOCS, pairs=WORLD_DOCS, seed=0, docs_per_shard=10_000, pairs_per_shard=10_000,
+                eval_sizes=EvalSizes(classification_train_per_class=2, classification_val_per_class=1,
+                                     captions_train=4, captions_val=4, captions_test=4, nocaps_per_domain=2),
+                processes=2)
+    with open(folder / "corpus.txt") as lines:
+        TrainedTokenizer.train(lines, vocab_size=512).save(folder / "tokenizer")
+    return folder
+
+
+def world_tokenizer():
+    return load_tokenizer(small_world() / "tokenizer")
+
+
+def tiny_model_config(tokenizer, *, context_length: int = 96):
+    """The odd test model (30 px, patch 10, widths 44/36, 3 layers) with the world's tokenizer."""
+    return odd_config(context_length=context_length).with_tokenizer(tokenizer)
+
+
+def tiny_model_config_file(folder: Path) -> Path:
+    path = folder / "tiny-model.json"
+    tiny_model_config(world_tokenizer()).to_json(path)
+    return path
+
+
+def pretrain_command(out: Path, *extra: str, launcher: tuple[str, ...] = ()) -> list[str]:
+    """``lcl pretrain`` on the small world with the tiny model, as a subprocess argv."""
+    world = small_world()
+    config = tiny_model_config_file(out.parent)
+    return [sys.executable, *launcher, "-m", "lcl_core.cli", "pretrain", "--data", str(world), "--out", str(out),
+            "--model-config", str(config), "--tokenizer", str(world / "tokenizer"), "--no-progress",
+            "--batch-size", "4", "--lr", "2e-3", "--warmup", "2", *extra]
+
+
+def run_quietly(argv: list[str], **options) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, **options)
+    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
