@@ -20,6 +20,27 @@ OFFICIAL_HEAD_WIDTH = 64  # open_clip's ViT uses heads = width // 64
 CLIP_SPECIAL_IDS = {"sot": 49406, "eot": 49407, "img": 49408, "soi": 49409, "eoi": 49410, "pad": 49411}
 
 
+class JsonConfig:
+    """JSON round trip for the kit's dataclass configs; unknown keys are refused by name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path):
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
 @dataclass
 class VisionConfig:
     """ViT encoder plus the attentive pooling projection that sits on its patch tokens."""
@@ -63,7 +84,7 @@ class BridgeConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """The whole LCL model. ``embed_dim`` is the latent size: pooled latent, image tokens and
     contrastive feature; officially it must equal the bridge width."""
 
@@ -127,22 +148,9 @@ class ModelConfig:
                                    tokenizer=spec if spec is not None else tokenizer.kind)
 
     # ---- JSON -------------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**data)
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
     @classmethod
     def from_json(cls, path: str | Path) -> "ModelConfig":
+        """A kit config, or an official open_clip-style ``LCL_*.json``."""
         data = json.loads(Path(path).read_text())
         if "vision_cfg" in data or "model_config" in data:
             return cls.from_open_clip(data, name=Path(path).stem)

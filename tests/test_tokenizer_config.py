@@ -74,5 +74,5 @@ def test_invalid_configs_are_explained():
         ModelConfig(vision={"image_size": 30, "patch_size": 8})
     with pytest.raises(ValueError, match="do not fit a vocabulary of 4096"):
         ModelConfig(embed_dim=36, bridge={"width": 36, "heads": 3, "vocab_size": 4096})  # CLIP ids, 4k table
-    with pytest.raises(ValueError, match="unknown model config keys"):
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
         ModelConfig.from_dict({"embed_dims": 3})

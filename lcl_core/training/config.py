@@ -7,12 +7,9 @@ the global batch of one optimiser step is ``batch_size × grad_accum_steps × wo
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
+from ..config import JsonConfig
 from ..objectives import OBJECTIVES, PretrainingObjective
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -20,7 +17,7 @@ OFFICIAL_WARMUP_STEPS = 2000
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     objective: str = "lcl"  # one of lcl_core.objectives.OBJECTIVES: the paper's Table 1 rows
     steps: int = 1000  # optimiser steps
     batch_size: int = 32  # sequences per rank per micro-batch
@@ -85,22 +82,3 @@ class TrainConfig:
                                                      ("regression", self.regression_weight))
                      if value is not None}
         return PretrainingObjective.named(self.objective, **overrides)
-
-    # ---- JSON -------------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
-        return cls(**data)
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
