@@ -3,8 +3,8 @@
 1. builds a small offline world (interleaved documents in MMC4 format, held-out evaluation sets);
 2. pre-trains the ``tiny-fast`` preset with LCL through ``lcl pretrain`` (which first trains a BPE
    tokenizer on the world's corpus);
-3. probes the frozen encoder on held-out object instances (an attentive classifier and zero-shot
-   classification) next to a random-init encoder of the same architecture;
+3. probes the frozen encoder on held-out object instances (image-text retrieval heads, an attentive
+   classifier, zero-shot classification) next to a random-init encoder of the same architecture;
 4. prints what changed: losses, collapse diagnostics and the probe numbers.
 
 Every step is one of the kit's commands, printed as it runs, so it can be rerun or scaled up by hand.
@@ -23,14 +23,15 @@ from ..transfer import evaluate
 from ..transfer.results import format_table
 from . import cli as pretrain_cli
 
-CLASSIFICATION_COLUMNS = (("probe top-1", "cls", None, "top1"), ("probe top-5", "cls", None, "top5"),
-                          ("zero-shot top-1", "zeroshot-cls", None, "top1"))
+PROBE_COLUMNS = (("retrieval TR@1", "ret", None, "tr@1"), ("retrieval IR@1", "ret", None, "ir@1"),
+                 ("class probe top-1", "cls", None, "top1"), ("class probe top-5", "cls", None, "top5"),
+                 ("zero-shot top-1", "zeroshot-cls", None, "top1"))
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="folder for the world, the run and the report")
-    parser.add_argument("--docs", type=int, default=1000, help="documents in the offline world")
-    parser.add_argument("--steps", type=int, default=400, help="pre-training steps")
+    parser.add_argument("--docs", type=int, default=1500, help="documents in the offline world")
+    parser.add_argument("--steps", type=int, default=600, help="pre-training steps")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (short run: above the official 5e-4)")
     parser.add_argument("--seed", type=int, default=0)
@@ -58,7 +59,7 @@ def main(args) -> int:
     print(f"      ({_elapsed(started)})")
 
     print("\n[3/3] frozen probe on held-out object instances, next to a random-init encoder")
-    print(f"      $ lcl evaluate --checkpoint {run / 'final'} --data {world} --tasks cls,zeroshot "
+    print(f"      $ lcl evaluate --checkpoint {run / 'final'} --data {world} --tasks ret,cls,zeroshot "
           "--baselines random-init")
     results = _probe(run / "final", world / "eval", seed=args.seed)
     (out / "demo_results.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -66,7 +67,7 @@ def main(args) -> int:
     print("\nwhat pre-training changed")
     print(_training_summary(records[0], records[-1]))
     print()
-    print(format_table(results, CLASSIFICATION_COLUMNS))
+    print(format_table(results, PROBE_COLUMNS))
     print(f"\nmodel: {run / 'final'}   results: {out / 'demo_results.json'}   total {_elapsed(started)}")
     return 0
 
@@ -90,7 +91,7 @@ def _run_pretrain(argv: list[str], *, resume: bool) -> int:
 
 def _probe(model_folder: Path, eval_root: Path, *, seed: int) -> dict:
     model, tokenizer = load_pretrained(model_folder)
-    return evaluate(model, tokenizer, eval_root, tasks=("cls", "zeroshot"), baselines=("random-init",), seed=seed,
+    return evaluate(model, tokenizer, eval_root, tasks=("ret", "cls", "zeroshot"), baselines=("random-init",), seed=seed,
                     checkpoint_source=str(model_folder))
 
 
