@@ -19,7 +19,6 @@ The loss positions:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -42,15 +41,6 @@ def paired_sequence(
     if image_first:
         return image_block(tok, num_image_tokens) + text + [tok.eot_id]
     return [tok.sot_id] + text + image_block(tok, num_image_tokens)
-
-
-def sample_paired_sequence(
-    tok: Tokenizer, caption: str | Sequence[int], *, num_image_tokens: int, context_length: int,
-    img_first_prob: float, rng: random.Random,
-) -> list[int]:
-    """The paired wrapper: image-first with probability ``img_first_prob`` (official 0.5)."""
-    return paired_sequence(tok, caption, num_image_tokens=num_image_tokens, context_length=context_length,
-                           image_first=rng.random() < img_first_prob)
 
 
 def text_query(tok: Tokenizer, text: str, *, context_length: int) -> list[int]:

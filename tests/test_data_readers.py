@@ -130,6 +130,14 @@ def test_paired_layouts(world, layout):
         assert 0 < sum(firsts) < 20
 
 
+@pytest.mark.parametrize("prob", [0.0, 1.0])
+def test_sampled_layout_follows_img_first_prob(world, prob):
+    folder, tok = world
+    data = PairedDataset(folder / "pairs", tok, image_size=16, num_image_tokens=N_TOKENS, context_length=32,
+                         layout="sampled", img_first_prob=prob, seed=1)
+    assert {s["ids"][0] == tok.soi_id for s in data} == {prob == 1.0}
+
+
 def test_collate_concatenates_images_and_pads(world):
     _, tok = world
     samples = list(itertools.islice(mmc4(world), 5))
