@@ -202,27 +202,6 @@ class PretrainedRun:
     reused: bool = False
 
 
-class AlternatingBatches:
-    """Batches taken in turn from several streams (the "mixed" data of the ablations); implements the
-    trainer's data protocol (iterate, ``state()``, ``resume_from``)."""
-
-    def __init__(self, streams: Sequence) -> None:
-        self.streams = list(streams)
-
-    def __iter__(self):
-        iterators = [iter(s) for s in self.streams]
-        while True:
-            for it in iterators:
-                yield next(it)
-
-    def state(self) -> dict:
-        return {"streams": [s.state() for s in self.streams]}
-
-    def resume_from(self, state: dict) -> None:
-        for stream, saved in zip(self.streams, state["streams"]):
-            stream.resume_from(saved)
-
-
 def pretrain(out_dir: str | Path, recipe: Recipe, label: str, *, objective: str = "lcl",
              data_source: str | None = None, callbacks: Sequence = (), reuse: bool = True,
              progress: Callable[[str], None] = print, **train_overrides) -> PretrainedRun:
@@ -244,7 +223,7 @@ def pretrain(out_dir: str | Path, recipe: Recipe, label: str, *, objective: str 
     from .model import LCLModel
     from .training import TrainConfig, Trainer
     from .training.callbacks import JsonLinesWriter, MetricsHistory
-    from .training.data import DEFAULT_SOURCE, build_batches
+    from .training.data import DEFAULT_SOURCE, AlternatingBatches, build_batches
 
     source = data_source or DEFAULT_SOURCE[objective]
     train_overrides = _without_defaults(objective, train_overrides)

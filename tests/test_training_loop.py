@@ -91,3 +91,37 @@ def test_config_rejects_bad_values_and_round_trips(tmp_path):
     config.to_json(tmp_path / "train.json")
     assert TrainConfig.from_json(tmp_path / "train.json") == config
     assert config.build_objective().weights.contrastive == 0.5
+
+
+class _CountingStream:
+    """A resumable stream of labelled integers (the trainer's data protocol in miniature)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.consumed = name, 0
+
+    def __iter__(self):
+        while True:
+            self.consumed += 1
+            yield (self.name, self.consumed)
+
+    def state(self) -> dict:
+        return {"consumed": self.consumed}
+
+    def resume_from(self, state: dict) -> None:
+        self.consumed = state["consumed"]
+
+
+def test_alternating_batches_resume_with_the_stream_that_was_next():
+    from lcl_core.training.data import AlternatingBatches
+
+    full = AlternatingBatches([_CountingStream("docs"), _CountingStream("pairs")])
+    stream = iter(full)
+    head = [next(stream) for _ in range(3)]  # docs, pairs, docs: pairs is next
+    saved = full.state()
+    rest = [next(stream) for _ in range(4)]
+    assert head == [("docs", 1), ("pairs", 1), ("docs", 2)]
+
+    resumed = AlternatingBatches([_CountingStream("docs"), _CountingStream("pairs")])
+    resumed.resume_from(saved)
+    again = iter(resumed)
+    assert [next(again) for _ in range(4)] == rest == [("pairs", 2), ("docs", 3), ("pairs", 3), ("docs", 4)]

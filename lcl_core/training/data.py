@@ -90,6 +90,31 @@ class StreamBatches:
         self.dataset.resume_from(self.positions)
 
 
+class AlternatingBatches:
+    """Batches taken in turn from several streams (e.g. interleaved documents and pairs: the "mixed"
+    data of the ablations). The turn is part of the state, so a resumed run continues with the stream
+    that was next, exactly as the uninterrupted run would."""
+
+    def __init__(self, streams) -> None:
+        self.streams = list(streams)
+        self.turn = 0
+
+    def __iter__(self):
+        iterators = [iter(s) for s in self.streams]
+        while True:
+            batch = next(iterators[self.turn])
+            self.turn = (self.turn + 1) % len(iterators)
+            yield batch
+
+    def state(self) -> dict:
+        return {"turn": self.turn, "streams": [s.state() for s in self.streams]}
+
+    def resume_from(self, state: dict) -> None:
+        self.turn = state["turn"]
+        for stream, saved in zip(self.streams, state["streams"]):
+            stream.resume_from(saved)
+
+
 def build_batches(*, data: str | Path, source: str | None, config: TrainConfig, model_config: ModelConfig,
                   tokenizer: Tokenizer, rank: int, world_size: int) -> StreamBatches:
     dataset = build_dataset(data=data, source=source or DEFAULT_SOURCE[config.objective], config=config,
