@@ -178,13 +178,14 @@ def batches(loader, count=None):
 def test_resume_continues_the_uninterrupted_stream(world, loop):
     """Interrupt after K batches (odd K: the next batch belongs to worker 1), resume, compare."""
     total = 12 if loop else None  # with loop=True the stream crosses into epoch 1
-    full = batches(make_loader(mmc4(world, loop=loop, context_length=64), batch_size=3, num_workers=2), total)
+    full = batches(make_loader(mmc4(world, loop=loop, context_length=96), batch_size=3, num_workers=2), total)
     k = 5
+    assert len(full) > k + 1, "the world must give more batches than the interruption point"
     state: list[dict] = []
     for _, _, positions in full[:k]:
         state = keep_latest(state + positions)
     assert len(state) == 2
-    resumed_data = mmc4(world, loop=loop, context_length=64)
+    resumed_data = mmc4(world, loop=loop, context_length=96)
     resumed_data.resume_from(state)
     rest = batches(make_loader(resumed_data, batch_size=3, num_workers=2), None if total is None else total - k)
     assert len(rest) == len(full) - k

@@ -1,6 +1,8 @@
 """The offline world: layout, formats, determinism, calibration and held-out evaluation instances."""
 
 import hashlib
+import itertools
+import random
 import json
 import tarfile
 import zipfile
@@ -12,7 +14,11 @@ import pytest
 
 from lcl_core.data import EvalSizes, build_world
 from lcl_core.data.assets import real_tier_available
+from lcl_core.data.language import OPTIONAL_DETAILS, describe, sample_details, stated_attributes
+from lcl_core.data.scenes import attributes
+from lcl_core.data.world import agreement
 
+DETAIL_SUBSETS = [d for k in range(len(OPTIONAL_DETAILS) + 1) for d in itertools.combinations(OPTIONAL_DETAILS, k)]
 SMALL_EVAL = EvalSizes(classification_train_per_class=2, classification_val_per_class=1, captions_train=6,
                        captions_val=3, captions_test=3, nocaps_per_domain=4)
 
@@ -84,9 +90,9 @@ def test_mmc4_records_follow_the_linear_assignment(world):
         assert [i["matched_sim"] for i in doc["image_info"]] == sim[rows, cols].tolist()
         for info, image in zip(doc["image_info"], truth["images"]):
             assert info["image_name"] == image["image_name"]
-            if image["true_text_index"] is not None and not image["misaligned"]:
-                from lcl_core.data.language import describe
-                assert describe(image["scene"]) in doc["text_list"][image["true_text_index"]]
+            if image["true_text_index"] is not None and not image["misaligned"]:  # a true description
+                sentence = doc["text_list"][image["true_text_index"]]
+                assert any(describe(image["scene"], details=frozenset(d)) in sentence for d in DETAIL_SUBSETS)
 
 
 def test_statistics_are_calibrated_to_mmc4(tmp_path):
@@ -100,6 +106,25 @@ def test_statistics_are_calibrated_to_mmc4(tmp_path):
     assert 14 <= np.median(sentences) <= 20
     assert 0.15 < matched / sum(sentences) < 0.23
     assert (sims < 0.24).mean() < 0.12 and 0.27 < np.median(sims) < 0.33
+
+
+def test_descriptions_name_the_object_and_state_the_sampled_details():
+    scene = {"layout": "objects", "objects": [{"family": "shape", "kind": "star", "colour": "red", "instance": 0.5}],
+             "count": 1, "size": "small", "position": "left", "relation": None, "background": "grass"}
+    assert describe(scene) == "a small red star on the left, on grass"
+    assert describe(scene, details=frozenset()) == "a star"
+    assert describe(scene, details=frozenset({"colour", "background"})) == "a red star, on grass"
+    rng = random.Random(0)
+    assert sample_details(rng, 1.0) == frozenset(OPTIONAL_DETAILS) and sample_details(rng, 0.0) == frozenset()
+    share = np.mean([len(sample_details(rng, 0.35)) for _ in range(4000)]) / len(OPTIONAL_DETAILS)
+    assert abs(share - 0.35) < 0.02
+    # similarity model: a short true description scores well, a false statement lowers the score
+    short = stated_attributes(scene, frozenset())
+    assert short == {"layout:objects", "kind:star", "count:1"}
+    assert agreement(scene, attributes(scene)) == 1.0
+    assert agreement(scene, short) == pytest.approx((1 + 3 / 7) / 2)
+    assert agreement(scene, short | {"colour:blue"}) == pytest.approx((3 / 4 + 3 / 7) / 2)
+    assert agreement(scene, {"kind:circle"}) == 0.0 and agreement(scene, set()) == 0.0
 
 
 def test_obelics_rows_put_each_image_next_to_its_sentence(world):

@@ -1,13 +1,18 @@
 """The kit's central claim at CPU scale: a `tiny-fast` encoder pre-trained with LCL on the offline world
-transfers better than a random-init encoder of the same architecture (frozen transfer, held-out
-instances).
+transfers better than a random-init encoder of the same architecture on classification, retrieval and
+captioning (frozen transfer, held-out instances, 2 head seeds).
 
-Measured with this recipe (1,500 documents, 600 steps of 32 sequences at lr 1e-3, ~3.5 min on 2 cores;
-2 head seeds): retrieval TR@1 44.0 vs 22.0 and IR@1 47.0 vs 28.1, captioning CIDEr 156.1 vs 113.1 and
-NoCaps CIDEr 139.9 vs 111.1. The thresholds below are about half of those margins. Classification is
-reported, not asserted: at this budget the attentive probe on 31 classes of held-out digits, letters
-and shapes is at the raw-pixel level for both encoders (14.7 vs 20.0 here; 20.8 ± 5.2 vs 20.0 ± 1.4
-after 1,500 steps), see the closing notes of issue 4.
+Recipe: LCL (generation + 0.1 × contrastive) on the world's 20,000 LAION-style pairs, each pair
+image-first (captioning term) or text-first (contrastive term) with p = 0.5 — the paper's paired-data
+setting — 1,000 steps of 128 pairs at lr 1e-3 (0.35 s/step, ~6 min on 2 cores). Measured: classification
+36.6 ± 0.7 vs 20.0 ± 1.4 top-1 (31 classes), retrieval TR@1 78.5 vs 21.5 and IR@1 76.8 vs 19.7,
+captioning CIDEr 344.5 vs 102.9 and NoCaps CIDEr 270.4 vs 104.0. The thresholds below are about half
+of those margins.
+
+Why pairs: the classification target (which digit, letter or shape) is the slowest thing to learn from
+text. 600 steps of 32 interleaved sequences (~60 images per batch) win retrieval and captioning but
+leave classification level with random init; 128 pairs per step show the encoder more than twice as
+many captioned images for the same compute (docs/evaluation.md has the measurements).
 """
 
 from __future__ import annotations
@@ -22,26 +27,33 @@ from lcl_core.transfer.results import format_report
 
 pytestmark = pytest.mark.slow
 
+STEPS = 1000
+
 
 def mean(results, encoder, key, metric):
     return results["encoders"][encoder]["tasks"][key]["metrics"][metric]["mean"]
 
 
+def margin(results, key, metric):
+    return mean(results, "checkpoint", key, metric) - mean(results, "random-init", key, metric)
+
+
 def test_lcl_pretrained_encoder_beats_random_init(tmp_path, capsys):
     world, run = tmp_path / "world", tmp_path / "run"
-    build_world(world, docs=1500, seed=0,
+    build_world(world, docs=1500, pairs=20_000, seed=0,
                 eval_sizes=EvalSizes(classification_train_per_class=40, classification_val_per_class=10))
-    assert lcl(["pretrain", "--preset", "tiny-fast", "--objective", "lcl", "--data", str(world), "--steps", "600",
-                "--batch-size", "32", "--lr", "1e-3", "--out", str(run), "--no-progress", "--log-every", "50",
-                "--save-every", "600"]) == 0
+    assert lcl(["pretrain", "--preset", "tiny-fast", "--objective", "lcl", "--data", str(world),
+                "--data-source", "pairs", "--steps", str(STEPS), "--batch-size", "128", "--lr", "1e-3",
+                "--out", str(run), "--no-progress", "--log-every", "50", "--save-every", str(STEPS)]) == 0
     model, tokenizer = load_pretrained(run / "final")
     results = evaluate(model, tokenizer, world / "eval", tasks=("cls", "ret", "cap"), baselines=("random-init",),
                        seed=0, num_seeds=2)
     with capsys.disabled():
         print("\n" + format_report(results))
 
-    for metric in ("tr@1", "ir@1"):
-        assert mean(results, "checkpoint", "ret/coco", metric) >= mean(results, "random-init", "ret/coco", metric) + 10
-    for key in ("cap/coco", "cap/nocaps"):
-        assert mean(results, "checkpoint", key, "cider") >= mean(results, "random-init", key, "cider") + 15
     assert results["encoders"]["checkpoint"]["tasks"]["cls/classification"]["splits"]["classes"] == 31
+    assert margin(results, "cls/classification", "top1") >= 8
+    for metric in ("tr@1", "ir@1"):
+        assert margin(results, "ret/coco", metric) >= 28
+    for key in ("cap/coco", "cap/nocaps"):
+        assert margin(results, key, "cider") >= 80

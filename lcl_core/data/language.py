@@ -35,6 +35,8 @@ BOILERPLATE = (
     "Last updated on a sunny Tuesday.", "Questions? Contact our support team.", "Back to the top.",
     "Our team writes new posts every week.", "Tag us in your pictures.",
 )
+OPTIONAL_DETAILS = ("colour", "size", "position", "background")  # the object's kind and count are always named
+ALL_DETAILS = frozenset(OPTIONAL_DETAILS)
 TOPIC_TITLES = {
     "shape": "A gallery of colourful shapes", "digit": "Handwritten numbers from our readers",
     "letter": "Letters of the alphabet", "relation": "Where things are: a little puzzle page",
@@ -43,8 +45,8 @@ TOPIC_TITLES = {
 }
 
 
-def noun_phrase(obj: dict, count: int = 1, size: str | None = None) -> str:
-    family, kind, colour = obj["family"], obj["kind"], obj["colour"]
+def noun_phrase(obj: dict, count: int = 1, size: str | None = None, *, colour: bool = True) -> str:
+    family, kind = obj["family"], obj["kind"]
     if family == "stamp":
         return kind
     if family == "photo":
@@ -52,50 +54,69 @@ def noun_phrase(obj: dict, count: int = 1, size: str | None = None) -> str:
     noun = {"digit": f"handwritten {kind}", "letter": f"letter {kind}"}.get(family, kind)
     if count > 1:
         noun = f"{noun}es" if noun.endswith(("x", "s", "ch")) else f"{noun}s"
-    words = [NUMBER_WORDS[count]] + ([size] if size else []) + [colour, noun]
+    words = [NUMBER_WORDS[count]] + ([size] if size else []) + ([obj["colour"]] if colour else []) + [noun]
     if count == 1 and words[1][0] in "aeiou":
         words[0] = "an"
     return " ".join(words)
 
 
-def describe(scene: dict, *, with_background: bool = True) -> str:
-    """The canonical description of a scene, e.g. ``a small red circle on the left, on grass``."""
-    first = scene["objects"][0]
+def describe(scene: dict, *, details: frozenset[str] = ALL_DETAILS) -> str:
+    """A description naming the scene's objects and the optional ``details`` it states; with all of
+    them the canonical one, e.g. ``a small red circle on the left, on grass``."""
+    first, colour = scene["objects"][0], "colour" in details
     if scene["layout"] == "photo":
         return noun_phrase(first)
     if scene["layout"] == "relation":
-        text = (f"{noun_phrase(first)} {RELATION_PHRASES[scene['relation']]} "
-                f"{noun_phrase(scene['objects'][1])}")
+        text = (f"{noun_phrase(first, colour=colour)} {RELATION_PHRASES[scene['relation']]} "
+                f"{noun_phrase(scene['objects'][1], colour=colour)}")
     else:
-        text = noun_phrase(first, scene["count"], scene["size"])
-        if scene["position"]:
+        text = noun_phrase(first, scene["count"], scene["size"] if "size" in details else None, colour=colour)
+        if scene["position"] and "position" in details:
             text += f" {POSITION_PHRASES[scene['position']]}"
-    if with_background and scene["background"]:
+    if scene["background"] and "background" in details:
         text += f", {BACKGROUND_PHRASES[scene['background']]}"
     return text
+
+
+def sample_details(rng: random.Random, detail_prob: float) -> frozenset[str]:
+    """The optional details one sentence states, each with ``detail_prob``: web text names the
+    object but rarely lists everything visible (see ``WorldKnobs.detail_prob``)."""
+    return frozenset(d for d in OPTIONAL_DETAILS if rng.random() < detail_prob)
+
+
+def stated_attributes(scene: dict, details: frozenset[str]) -> set[str]:
+    """The scene attributes a description with ``details`` states (what the similarity model compares)."""
+    return {a for a in attributes(scene) if (key := a.split(":")[0]) not in OPTIONAL_DETAILS or key in details}
+
+
+def _detailed_description(scene: dict, rng: random.Random, detail_prob: float) -> tuple[str, set[str]]:
+    details = sample_details(rng, detail_prob)
+    return describe(scene, details=details), stated_attributes(scene, details)
 
 
 def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def description_sentence(scene: dict, rng: random.Random) -> tuple[str, set[str]]:
-    return rng.choice(DESCRIPTION_TEMPLATES).format(d=describe(scene)), attributes(scene)
+def description_sentence(scene: dict, rng: random.Random, detail_prob: float = 1.0) -> tuple[str, set[str]]:
+    d, mentions = _detailed_description(scene, rng, detail_prob)
+    return rng.choice(DESCRIPTION_TEMPLATES).format(d=d), mentions
 
 
-def leak_sentence(scene: dict, rng: random.Random) -> tuple[str, set[str]]:
+def leak_sentence(scene: dict, rng: random.Random, detail_prob: float = 1.0) -> tuple[str, set[str]]:
     """States the description elsewhere in the page: the text alone then predicts it."""
-    return rng.choice(LEAK_TEMPLATES).format(d=describe(scene)), attributes(scene)
+    d, mentions = _detailed_description(scene, rng, detail_prob)
+    return rng.choice(LEAK_TEMPLATES).format(d=d), mentions
 
 
-def alt_text(scene: dict, rng: random.Random) -> str:
-    d = describe(scene, with_background=rng.random() < 0.5)
+def alt_text(scene: dict, rng: random.Random, detail_prob: float = 1.0) -> str:
+    d, _ = _detailed_description(scene, rng, detail_prob)
     return rng.choice(ALT_TEMPLATES).format(d=d, D=_capitalised(d))
 
 
 def reference_captions(scene: dict) -> list[str]:
     """Five human-like reference captions (Karpathy / COCO style) for an evaluation image."""
-    d, short = describe(scene), describe(scene, with_background=False)
+    d, short = describe(scene), describe(scene, details=ALL_DETAILS - {"background"})
     return [t.format(d=d, D=_capitalised(d), short=_capitalised(short)) for t in CAPTION_TEMPLATES]
 
 

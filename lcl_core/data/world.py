@@ -45,10 +45,11 @@ class WorldKnobs:
     misalign_prob: float = 0.03  # the "describing" sentence talks about something else
     leak_prob: float = 0.1  # the description is also stated elsewhere: text predicts it (collapse lever)
     caption_after_prob: float = 0.5  # OBELICS page order: describing sentence after (else before) the image
+    detail_prob: float = 0.35  # chance a sentence states each optional detail (colour, size, position, background)
     knowledge_prob: float = 0.5  # a topical fact follows an image's description
     topic_focus: float = 0.7  # share of a page's images drawn from the page's topic
-    sim_base: float = 0.12  # similarity = base + gain · attribute overlap + N(0, noise)
-    sim_gain: float = 0.18  # full overlap ≈ 0.30: matched sims 0.18–0.39 as in MMC4
+    sim_base: float = 0.13  # similarity = base + gain · agreement + N(0, noise)
+    sim_gain: float = 0.2  # full agreement ≈ 0.33: matched sims 0.18–0.39 as in MMC4
     sim_noise: float = 0.03
 
 
@@ -81,7 +82,7 @@ def _sentence_plan(rng: random.Random, scenes: list[dict], described: list[bool]
     topical fact), with boilerplate scattered anywhere after the title up to a log-normal length.
     """
     intro = [(*language.title_sentence(topic), False)]
-    intro += [(*language.leak_sentence(s, rng), False) for s, d in zip(scenes, described)
+    intro += [(*language.leak_sentence(s, rng, knobs.detail_prob), False) for s, d in zip(scenes, described)
               if d and rng.random() < knobs.leak_prob]
     groups, misaligned = [], []  # per image: [(text, mentions, is_its_description)]
     for scene, is_described in zip(scenes, described):
@@ -89,7 +90,7 @@ def _sentence_plan(rng: random.Random, scenes: list[dict], described: list[bool]
         wrong = is_described and rng.random() < knobs.misalign_prob
         if is_described:
             talked_about = sample_scene(rng, lib) if wrong else scene
-            group.append((*language.description_sentence(talked_about, rng), True))
+            group.append((*language.description_sentence(talked_about, rng, knobs.detail_prob), True))
         if rng.random() < knobs.knowledge_prob:
             group.append((*language.knowledge_sentence(scene["objects"][0], rng), False))
         groups.append(group)
@@ -110,10 +111,21 @@ def _sentence_plan(rng: random.Random, scenes: list[dict], described: list[bool]
     return sentences, described_at, misaligned
 
 
+def agreement(scene: dict, mentions: set[str]) -> float:
+    """How well a sentence fits an image, in [0, 1]: the mean of the share of its statements that are
+    true of the image and the share of the image's attributes it states. A short but correct
+    description ("two stars") thus scores close to a full one, as a CLIP score would."""
+    if not mentions:
+        return 0.0
+    shown = attributes(scene)
+    hits = len(shown & mentions)
+    return (hits / len(mentions) + hits / len(shown)) / 2
+
+
 def similarity_matrix(scenes: list[dict], mentions: list[set], knobs: WorldKnobs, rng: np.random.Generator):
-    """images × sentences: base + gain · (share of the image's attributes a sentence states) + noise."""
-    overlap = np.array([[len(attributes(s) & m) / len(attributes(s)) for m in mentions] for s in scenes])
-    sim = knobs.sim_base + knobs.sim_gain * overlap + rng.normal(0.0, knobs.sim_noise, overlap.shape)
+    """images × sentences: base + gain · agreement + noise."""
+    fit = np.array([[agreement(s, m) for m in mentions] for s in scenes])
+    sim = knobs.sim_base + knobs.sim_gain * fit + rng.normal(0.0, knobs.sim_noise, fit.shape)
     return np.round(sim.clip(0.0, 1.0), 4)
 
 
@@ -185,12 +197,12 @@ def _obelics_row(rng, text_list, names, described_at, knobs, url, doc_id) -> dic
 
 
 # ---- pairs and evaluation images ----------------------------------------------------------------------
-def make_pair(pair_id: int, seed: int, tier: str, image_size: int) -> tuple[str, bytes, str, dict]:
+def make_pair(pair_id: int, seed: int, knobs: WorldKnobs, tier: str, image_size: int) -> tuple[str, bytes, str, dict]:
     """A LAION-style (image, alt-text) pair."""
     lib = load_assets(tier)
     rng = random.Random(stable_int("pair", seed, pair_id))
     scene = sample_scene(rng, lib)
-    return f"{pair_id:08d}", _png(render(scene, image_size, lib, rng)), language.alt_text(scene, rng), scene
+    return f"{pair_id:08d}", _png(render(scene, image_size, lib, rng)), language.alt_text(scene, rng, knobs.detail_prob), scene
 
 
 def make_eval_image(task: tuple, seed: int, tier: str, image_size: int) -> tuple[bytes, dict]:
@@ -237,7 +249,7 @@ def build_world(out, *, docs: int = 2000, seed: int = 0, tier: str = "basic", im
         documents = tqdm(documents, total=docs, desc="documents", unit="doc")
     counts.update(writers.write_documents(out, documents, docs_per_shard=docs_per_shard,
                                           pairs_per_shard=pairs_per_shard))
-    pair_items = _parallel(make_pair, ((i, seed, tier, image_size) for i in range(pairs)), processes)
+    pair_items = _parallel(make_pair, ((i, seed, knobs, tier, image_size) for i in range(pairs)), processes)
     counts["pairs"] = writers.write_pairs(out / "pairs", ((k, png, caption, {"caption": caption, "scene": s})
                                                           for k, png, caption, s in pair_items),
                                           per_shard=pairs_per_shard)
