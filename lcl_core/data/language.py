@@ -98,18 +98,18 @@ def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def description_sentence(scene: dict, rng: random.Random, detail_prob: float = 1.0) -> tuple[str, set[str]]:
+def description_sentence(scene: dict, rng: random.Random, detail_prob: float) -> tuple[str, set[str]]:
     d, mentions = _detailed_description(scene, rng, detail_prob)
     return rng.choice(DESCRIPTION_TEMPLATES).format(d=d), mentions
 
 
-def leak_sentence(scene: dict, rng: random.Random, detail_prob: float = 1.0) -> tuple[str, set[str]]:
+def leak_sentence(scene: dict, rng: random.Random, detail_prob: float) -> tuple[str, set[str]]:
     """States the description elsewhere in the page: the text alone then predicts it."""
     d, mentions = _detailed_description(scene, rng, detail_prob)
     return rng.choice(LEAK_TEMPLATES).format(d=d), mentions
 
 
-def alt_text(scene: dict, rng: random.Random, detail_prob: float = 1.0) -> str:
+def alt_text(scene: dict, rng: random.Random, detail_prob: float) -> str:
     d, _ = _detailed_description(scene, rng, detail_prob)
     return rng.choice(ALT_TEMPLATES).format(d=d, D=_capitalised(d))
 

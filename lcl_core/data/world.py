@@ -202,7 +202,8 @@ def make_pair(pair_id: int, seed: int, knobs: WorldKnobs, tier: str, image_size:
     lib = load_assets(tier)
     rng = random.Random(stable_int("pair", seed, pair_id))
     scene = sample_scene(rng, lib)
-    return f"{pair_id:08d}", _png(render(scene, image_size, lib, rng)), language.alt_text(scene, rng, knobs.detail_prob), scene
+    image = _png(render(scene, image_size, lib, rng))
+    return f"{pair_id:08d}", image, language.alt_text(scene, rng, knobs.detail_prob), scene
 
 
 def make_eval_image(task: tuple, seed: int, tier: str, image_size: int) -> tuple[bytes, dict]:
