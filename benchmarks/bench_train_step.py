@@ -8,15 +8,8 @@ subprocess so that its peak RSS is its own.
 
 CUDA (``--cuda``): the ``LCL_ViT-B-16_laion`` preset (224 px, 196 image tokens, context 280, CLIP
 vocabulary) on the official LAION layout (one pair per row, image- or text-first), bf16 autocast,
-sdpa attention, with and without ``torch.compile``. Model FLOPs utilisation::
-
-    FLOPs per step = 6 · P_vision · (images · (patches + 1))     ViT + pooling, per patch token
-                   + 6 · P_bridge · tokens                       causal bridge, per non-pad position
-    MFU = FLOPs per step / step time / 989e12                    H200 dense bf16 peak
-
-``P_bridge`` counts the transformer blocks only: the embedding tables are lookups, and the LM head
-runs at generation targets only; attention's own FLOPs (∝ sequence length²) are left out too, so the
-MFU is a slight underestimate.
+sdpa attention, with and without ``torch.compile``. Model FLOPs utilisation = FLOPs per step
+(:func:`lcl_core.training.flops.training_flops`) / step time / 989e12 (H200 dense bf16 peak).
 
 Both modes drive the real loop (:class:`lcl_core.training.Trainer`: AdamW, clipping, logit-scale
 clamp, per-step metrics) on a few in-memory batches (:mod:`lcl_core.training.synthetic`, pinned on
@@ -26,6 +19,7 @@ CUDA) that are cycled, so data loading and batch generation are not measured.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import resource
@@ -37,13 +31,13 @@ import torch
 
 from lcl_core.config import get_preset
 from lcl_core.model import LCLModel
-from lcl_core.objectives import OBJECTIVES
+from lcl_core.objectives import OBJECTIVES, objective_spec
 from lcl_core.training import MetricsHistory, TrainConfig, Trainer
+from lcl_core.training.data import synthetic_layout
+from lcl_core.training.flops import parameter_counts, training_flops
 from lcl_core.training.synthetic import SyntheticBatches
 
 H200_BF16_PEAK = 989e12
-LAYOUT = {"lcl": "interleaved", "contrastive": "contrastive", "coca": "both", "generation": "interleaved",
-          "generation_regression": "interleaved"}
 
 
 class CycledBatches:
@@ -79,11 +73,12 @@ def timed_run(*, model: LCLModel, config: TrainConfig, data: CycledBatches, warm
 
 
 def cpu_objective(objective: str, *, steps: int, batch_size: int, warmup: int) -> dict:
-    config = get_preset("tiny-fast")  # 4,096 rows and the trained tokenizer's special ids
+    config = dataclasses.replace(get_preset("tiny-fast"),  # 4,096 rows and the trained tokenizer's special ids
+                                 pretraining_heads=list(objective_spec(objective).heads))
     torch.manual_seed(0)
     model = LCLModel(config=config)
     train = TrainConfig(objective=objective, steps=warmup + steps, batch_size=batch_size, progress_bar=False)
-    data = CycledBatches(SyntheticBatches(model_config=config, layout=LAYOUT[objective], batch_size=batch_size,
+    data = CycledBatches(SyntheticBatches(model_config=config, layout=synthetic_layout(objective), batch_size=batch_size,
                                           caption_tokens=24))
     result = timed_run(model=model, config=train, data=data, warmup=warmup)
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -102,8 +97,7 @@ def cuda_config(*, compile: bool, batch_size: int, steps: int, warmup: int) -> d
     preset = get_preset("LCL_ViT-B-16_laion")
     torch.manual_seed(0)
     model = LCLModel(config=preset)
-    vision = sum(p.numel() for p in model.vision.parameters())
-    bridge = sum(p.numel() for p in model.bridge.transformer.h.parameters())
+    counts = parameter_counts(preset)
     train = TrainConfig(objective="lcl", steps=warmup + steps, batch_size=batch_size, progress_bar=False,
                         compile=compile, precision="bf16")
     data = CycledBatches(SyntheticBatches(model_config=preset, layout="sampled", batch_size=batch_size,
@@ -111,13 +105,12 @@ def cuda_config(*, compile: bool, batch_size: int, steps: int, warmup: int) -> d
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     result = timed_run(model=model, config=train, data=data, warmup=warmup)
-    patches = result["images_per_step"] * (preset.vision.num_patches + 1)
-    flops = 6 * vision * patches + 6 * bridge * result["tokens_per_step"]
+    flops = training_flops(preset, images=result["images_per_step"], tokens=result["tokens_per_step"])
     return {"mode": "cuda", "preset": preset.name, "device": torch.cuda.get_device_name(), "objective": "lcl",
             "precision": "bf16", "attention": "sdpa", "compile": compile, "batch_size": batch_size, **result,
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
             "tflops_per_s": flops / result["step_s"] / 1e12, "mfu": flops / result["step_s"] / H200_BF16_PEAK,
-            "params_vision": vision, "params_bridge_blocks": bridge,
+            "params_vision": counts["vision"], "params_bridge_blocks": counts["bridge_blocks"],
             "wall_s_including_warmup": time.perf_counter() - started}
 
 

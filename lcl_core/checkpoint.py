@@ -1,7 +1,8 @@
 """Pretrained model folders: ``config.json`` + ``model.safetensors`` + ``tokenizer/``.
 
-:func:`load_pretrained` also accepts an official open_clip-layout ``.pt`` file (the released
-LCL-ViT-B-16-Laion checkpoint), which comes with the CLIP tokenizer.
+:func:`load_pretrained` also accepts a run folder (it reads the run's ``final/``) and an official
+open_clip-layout ``.pt`` file (the released LCL-ViT-B-16-Laion checkpoint), which comes with the CLIP
+tokenizer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .official import load_official_checkpoint
 from .tokenizer import ClipTokenizer, Tokenizer, load_tokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR = "config.json", "model.safetensors", "tokenizer"
+RUN_FINAL_DIR = "final"  # where a run folder keeps its exported model (lcl_core.training.runs)
 
 
 def save_pretrained(folder: str | Path, model: LCLModel, tokenizer: Tokenizer) -> Path:
@@ -28,14 +30,16 @@ def save_pretrained(folder: str | Path, model: LCLModel, tokenizer: Tokenizer) -
 
 
 def load_pretrained(path: str | Path, *, config: ModelConfig | None = None) -> tuple[LCLModel, Tokenizer]:
-    """A kit folder written by :func:`save_pretrained`, or an official ``.pt`` state dict (whose
-    architecture is inferred from its shapes unless ``config`` is given)."""
+    """A kit folder written by :func:`save_pretrained`, a run folder (its ``final/``), or an official
+    ``.pt`` state dict (whose architecture is inferred from its shapes unless ``config`` is given)."""
     path = Path(path)
     if path.is_file() and path.suffix in {".pt", ".pth", ".bin"}:
         return load_official_checkpoint(path, config=config), ClipTokenizer()
+    if not (path / CONFIG_FILE).is_file() and (path / RUN_FINAL_DIR / CONFIG_FILE).is_file():
+        path = path / RUN_FINAL_DIR
     if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(
-            f"{path} is neither a kit model folder ({CONFIG_FILE} + {WEIGHTS_FILE}) nor an official .pt file")
+        raise FileNotFoundError(f"{path} is neither a kit model folder ({CONFIG_FILE} + {WEIGHTS_FILE}), a finished "
+                                "run folder, nor an official .pt file")
     model = LCLModel(config=ModelConfig.from_json(path / CONFIG_FILE))
     model.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
     return model, load_tokenizer(path / TOKENIZER_DIR)

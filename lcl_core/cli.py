@@ -10,8 +10,9 @@ import sys
 COMMANDS = {
     "data": ("lcl_core.data.cli", "build the offline world, inspect shards"),
     "pretrain": ("lcl_core.training.cli", "pre-train LCL or a baseline objective"),
-    "demo": ("lcl_core.training.demo", "the quick end-to-end demo on the built-in offline data"),
+    "demo": ("lcl_core.demo", "the quick end-to-end demo on the built-in offline data"),
     "evaluate": ("lcl_core.transfer.cli", "frozen-transfer evaluation of a checkpoint"),
+    "reproduce": ("lcl_core.reproduce.cli", "reproduce the paper's tables with seeds, intervals and verdicts"),
     "notebooks": ("lcl_core.notebooks", "execute the notebook sequence with papermill"),
 }
 

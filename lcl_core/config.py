@@ -18,6 +18,8 @@ from typing import Any
 OFFICIAL_HEAD_WIDTH = 64  # open_clip's ViT uses heads = width // 64
 # Token ids the model needs, CLIP BPE values; pad is the kit's own (see lcl_core.tokenizer).
 CLIP_SPECIAL_IDS = {"sot": 49406, "eot": 49407, "img": 49408, "soi": 49409, "eoi": 49410, "pad": 49411}
+# Parameters only some baselines' pre-training reads (lcl_core.model.PretrainingHeads)
+PRETRAINING_HEADS = ("matching", "masked")
 
 
 class JsonConfig:
@@ -53,10 +55,6 @@ class VisionConfig:
     mlp_ratio: float = 4.0
     pool_heads: int = 12  # heads of the attentive pooling projection (splits embed_dim)
 
-    @classmethod
-    def get_default_config(cls) -> "VisionConfig":
-        return cls()
-
     @property
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
@@ -78,10 +76,6 @@ class BridgeConfig:
     layers: int = 12
     mlp_ratio: float = 4.0
 
-    @classmethod
-    def get_default_config(cls) -> "BridgeConfig":
-        return cls()
-
 
 @dataclass
 class ModelConfig(JsonConfig):
@@ -97,10 +91,7 @@ class ModelConfig(JsonConfig):
     tokenizer: str = "clip"
     special_ids: dict[str, int] = field(default_factory=lambda: dict(CLIP_SPECIAL_IDS))
     name: str = "custom"
-
-    @classmethod
-    def get_default_config(cls) -> "ModelConfig":
-        return cls()
+    pretraining_heads: list[str] = field(default_factory=list)  # of PRETRAINING_HEADS; set by the run builder
 
     def __post_init__(self) -> None:
         if isinstance(self.vision, dict):
@@ -131,6 +122,9 @@ class ModelConfig(JsonConfig):
             problems.append(
                 f"one image needs {v.num_patches + 2} positions but the context is {b.context_length}"
             )
+        unknown_heads = set(self.pretraining_heads) - set(PRETRAINING_HEADS)
+        if unknown_heads:
+            problems.append(f"pretraining_heads {sorted(unknown_heads)} are not among {list(PRETRAINING_HEADS)}")
         if set(self.special_ids) != set(CLIP_SPECIAL_IDS):
             problems.append(f"special_ids must name exactly {sorted(CLIP_SPECIAL_IDS)}")
         elif any(i >= b.vocab_size for k, i in self.special_ids.items() if k != "pad") or \

@@ -1,7 +1,10 @@
-"""Collapse diagnostics for image latents: generation-only training lets latents collapse, and these
-numbers show it long before transfer accuracy does."""
+"""Collapse diagnostics for image latents (generation-only training lets latents collapse, and these
+numbers show it long before transfer accuracy does), and the values read off the trainer's records."""
 
 from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,3 +30,54 @@ def effective_rank(latents: torch.Tensor) -> float:
         return 0.0
     p = s / s.sum()
     return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()).item()
+
+
+@torch.no_grad()
+def latent_diagnostics(model, images: torch.Tensor) -> dict[str, float]:
+    """Collapse diagnostics of a model's pooled image latents on a fixed image set ``[M, 3, H, W]``."""
+    latents = model.eval().encode_image(images, normalize=False)
+    return {"latent_variance": latent_variance(latents), "effective_rank": effective_rank(latents)}
+
+
+def attention_entropy(attention: torch.Tensor) -> float:
+    """Mean entropy (nats) of attention distributions ``[..., N]``: ``log N`` when uniform, lower when
+    the attentive pooler's query concentrates on few patches."""
+    return -(attention * attention.clamp_min(1e-12).log()).sum(-1).mean().item()
+
+
+# ---- the trainer's logged records ------------------------------------------------------------------
+CONTRASTIVE_KEYS = {"contrastive_loss", "contrastive_accuracy", "info_nce_bound"}
+
+
+def metric_value(record: Mapping[str, Any], key: str) -> float | None:
+    """A logged trainer record's value of ``key``, or None where the run has no such term (contrastive
+    keys of objectives without a contrastive loss, a loss whose weight is zero). ``info_nce_bound`` is
+    derived: log N − L_con, the InfoNCE lower bound on I(latent; context)."""
+    if key in CONTRASTIVE_KEYS and (record.get("contrastive_accuracy") is None or not record.get("num_pairs")):
+        return None
+    if key == "info_nce_bound":
+        return math.log(record["num_pairs"]) - record["contrastive_loss"]
+    value = record.get(key)
+    if value is None or (key.endswith("_loss") and value == 0.0):
+        return None
+    return float(value)
+
+
+def metric_series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of ``key`` over the records that have it, ready for a line plot."""
+    points = [(r["step"], value) for r in records if (value := metric_value(r, key)) is not None]
+    return [step for step, _ in points], [value for _, value in points]
+
+
+def final_value(records: Sequence[Mapping[str, Any]], key: str, *, last: int = 5) -> float | None:
+    """Mean of a panel metric over the last ``last`` logged records that have it (single batches are noisy)."""
+    values = [v for v in (metric_value(r, key) for r in records) if v is not None][-last:]
+    return sum(values) / len(values) if values else None
+
+
+def run_summary(history: Sequence[Mapping[str, Any]], model, images: torch.Tensor,
+                keys: Sequence[str] = ("generation_loss", "contrastive_loss", "contrastive_accuracy",
+                                       "info_nce_bound")) -> dict[str, float | None]:
+    """One row for comparing runs: the training-side ``keys`` (means over the last logged steps) and the
+    collapse diagnostics of the model's latents on held-out ``images``."""
+    return {**{key: final_value(history, key) for key in keys}, **latent_diagnostics(model, images)}

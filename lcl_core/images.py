@@ -30,6 +30,13 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
     return (images * std + mean).clamp(0, 1)
 
 
+def patchify(images: torch.Tensor, *, patch_size: int) -> torch.Tensor:
+    """images [B, 3, H, W] -> non-overlapping patches [B, N, 3·p·p], in the ViT's row-major patch order
+    (raw-pixel transfer features; the masked-image targets of the BEiT-3-style objective)."""
+    patches = images.unfold(2, patch_size, patch_size).unfold(3, patch_size, patch_size)  # B,3,h,w,p,p
+    return patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
+
+
 def load_rgb(path) -> Image.Image:
     """Open and fully decode an image (so truncation errors surface here, not later)."""
     with Image.open(path) as im:

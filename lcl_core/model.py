@@ -8,6 +8,11 @@ Data flow for a batch of interleaved sequences::
         ├─ at each <soi> not at index 0: ln_final → text_projection  → context feature  (contrastive)
         └─ at each generation target:  lm_head = LayerNorm → Linear  → vocabulary logits (generation)
 
+Two baselines of the paper's Table 1 read other forwards of the same parts (see
+:mod:`lcl_core.objectives`): ``matching=True`` (BLIP-2-style pair tasks) and ``text_mask``/``patch_mask``
+(BEiT-3-style masked modelling with bidirectional attention). Their extra parameters live in
+``model.heads``, built only when the config names them (``ModelConfig.pretraining_heads``).
+
 Semantics follow the official code (OpenGVLab/LCL ``lcl_model.py``/``attentive.py``): the CLS token is
 dropped after ``ln_post``, the ViT's own projection is unused, and ``lm_head`` reads the transformer
 output directly (not after ``ln_final``). The causal model is a Hugging Face GPT-2 built from config
@@ -17,6 +22,8 @@ official weights map onto it one to one (see :mod:`lcl_core.official`).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
@@ -24,7 +31,9 @@ from torch import nn
 from transformers import AutoModel, GPT2Config
 
 from .config import ModelConfig
-from .sequences import contrastive_mask, generation_mask, images_with_contrastive_pair
+from .images import patchify
+from .sequences import (contrastive_mask, generation_mask, image_first_captions, images_with_contrastive_pair,
+                        maskable_text, pad_rows, paired_sequence, special_tokens, text_query)
 
 
 class AttentivePoolingProjection(nn.Module):
@@ -83,6 +92,21 @@ class VisionEncoder(nn.Module):
         _, tokens = self.vit(images)
         return tokens
 
+    @contextlib.contextmanager
+    def masked_patch_embeddings(self, patch_mask: torch.Tensor, token: torch.Tensor):
+        """Inside the block the ViT's patch embeddings at ``patch_mask`` [M, N] are replaced by
+        ``token`` [Wv] before the CLS token and positions are added, as BEiT masks its input (a hook
+        on open_clip's patch convolution, so its forward is used unchanged)."""
+        def replace(module, inputs, embeddings):  # embeddings [M, Wv, grid, grid]
+            where = patch_mask.view(embeddings.shape[0], 1, *embeddings.shape[2:])
+            return torch.where(where, token.view(1, -1, 1, 1).to(embeddings.dtype), embeddings)
+
+        handle = self.vit.conv1.register_forward_hook(replace)
+        try:
+            yield
+        finally:
+            handle.remove()
+
     def forward(self, images: torch.Tensor):
         """images [M, 3, H, W] -> pooled [M, D], projected [M, N, D]."""
         return self.pool(self.patch_features(images))
@@ -110,13 +134,34 @@ class CausalBridge(nn.Module):
     def token_embedding(self) -> nn.Embedding:
         return self.transformer.wte
 
-    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
-        """embeds [B, L, D] -> causal outputs [B, L, D] (before ln_final)."""
-        return self.transformer(inputs_embeds=embeds).last_hidden_state
+    def forward(self, embeds: torch.Tensor, *, attention: torch.Tensor | None = None) -> torch.Tensor:
+        """embeds [B, L, D] -> outputs [B, L, D] (before ln_final). Causal, unless ``attention``
+        [B, 1, L, L] bool (True: may attend) replaces the causal mask (the masked-modelling forward)."""
+        return self.transformer(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
 
     def context_feature(self, outputs: torch.Tensor) -> torch.Tensor:
         """outputs [P, D] -> contrastive feature [P, embed_dim] (not normalised)."""
         return self.ln_final(outputs) @ self.text_projection
+
+
+class PretrainingHeads(nn.Module):
+    """Parameters only some baselines' pre-training reads; frozen transfer never does. Built for the
+    names in ``config.pretraining_heads``:
+
+    * ``matching`` (BLIP-2-style): a binary matched / not-matched classifier on the bridge output;
+    * ``masked`` (BEiT-3-style): a learned text mask embedding, a learned ViT patch mask token and a
+      linear head from the bridge output to a patch's pixels.
+    """
+
+    def __init__(self, *, config: ModelConfig) -> None:
+        super().__init__()
+        width = config.bridge.width
+        if "matching" in config.pretraining_heads:
+            self.matching = nn.Linear(width, 2)
+        if "masked" in config.pretraining_heads:
+            self.text_mask = nn.Parameter(torch.randn(width) * 0.02)  # BEiT's mask-token init scale
+            self.patch_mask = nn.Parameter(torch.randn(config.vision.width) * 0.02)
+            self.pixels = nn.Linear(width, 3 * config.vision.patch_size**2)
 
 
 class LCLModel(nn.Module):
@@ -131,6 +176,7 @@ class LCLModel(nn.Module):
         self.vision = VisionEncoder(config=config)
         self.bridge = CausalBridge(config=config)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+        self.heads = PretrainingHeads(config=config)
 
     # ---- images ---------------------------------------------------------------------------------
     def patch_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -166,10 +212,16 @@ class LCLModel(nn.Module):
             embeds = embeds.index_put((rows, cols), projected.reshape(-1, projected.shape[-1]).to(embeds.dtype))
         return embeds
 
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, *, generation_rows: torch.Tensor | None = None,
+                matching: bool = False, text_mask: torch.Tensor | None = None,
+                patch_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """
         images    [M, 3, H, W]  every image of the batch, row-major in order of its <soi>
         input_ids [B, L]        right-padded with the pad id
+        generation_rows [B]     bool: rows whose generation targets are scored (None: all); the LM head,
+                                the largest matmul of a CPU step, runs only where a loss reads it
+        matching                BLIP-2-style pair tasks on image-first pair rows (see _matching_forward)
+        text_mask [B, L], patch_mask [M, N]   BEiT-3-style masked modelling (see _masked_forward)
 
         returns
           image_latents   [M, D]  pooled latents of all images (not normalised)
@@ -180,14 +232,29 @@ class LCLModel(nn.Module):
           gen_rows        [T]     the row each target belongs to
           image_first_rows [B]    rows that open with <soi> (captioning layout, no contrastive pair)
           logit_scale     []      exp of the learned log scale
+          (+ matching_logits [R, 2], matching_labels [R] and matching_pairs [R, 2] (image, caption) with
+          ``matching``; masked_text_logits [S, V],
+          masked_text_labels [S], masked_patch_pred / masked_patch_target [Q, 3·p·p] with the masks)
         """
+        if text_mask is not None or patch_mask is not None:
+            return self._masked_forward(images, input_ids, text_mask, patch_mask)
+        if matching:
+            return self._matching_forward(images, input_ids)
+        outputs, _, _ = self._causal_forward(images, input_ids, generation_rows)
+        return outputs
+
+    def _check_images(self, images: torch.Tensor, input_ids: torch.Tensor) -> None:
         num_soi = int((input_ids == self.ids["soi"]).sum())
         if images.shape[0] != num_soi:
             raise ValueError(f"{images.shape[0]} images for {num_soi} <soi> tokens in the batch")
-        if num_soi:
+
+    def _causal_forward(self, images: torch.Tensor, input_ids: torch.Tensor,
+                        generation_rows: torch.Tensor | None = None):
+        """The LCL forward; also returns the bridge outputs [B, L, D] and the spliced image tokens."""
+        self._check_images(images, input_ids)
+        if images.shape[0]:
             pooled, projected = self.vision(images)
-            spliced = self._spliced_images(input_ids)
-            projected = projected[spliced]
+            projected = projected[self._spliced_images(input_ids)]
         else:
             pooled = projected = None
         outputs = self.bridge(self.embed(input_ids, projected))
@@ -195,7 +262,8 @@ class LCLModel(nn.Module):
         pair_positions = contrastive_mask(input_ids, soi_id=self.ids["soi"])
         with_pair = images_with_contrastive_pair(input_ids, soi_id=self.ids["soi"])
         gen_mask = generation_mask(input_ids, img_id=self.ids["img"], eoi_id=self.ids["eoi"], pad_id=self.ids["pad"])
-        gen_rows = torch.nonzero(gen_mask, as_tuple=True)[0]
+        if generation_rows is not None:
+            gen_mask &= generation_rows.unsqueeze(1)
         width = outputs.shape[-1]
         empty = outputs.new_zeros(0, self.config.embed_dim)
         return {
@@ -204,10 +272,122 @@ class LCLModel(nn.Module):
             "pair_context": self.bridge.context_feature(outputs[pair_positions]),
             "gen_logits": self.bridge.lm_head(outputs[:, :-1][gen_mask].reshape(-1, width)),
             "gen_labels": input_ids[:, 1:][gen_mask],
-            "gen_rows": gen_rows,
+            "gen_rows": torch.nonzero(gen_mask, as_tuple=True)[0],
             "image_first_rows": input_ids[:, 0] == self.ids["soi"],
             "logit_scale": self.logit_scale.exp(),
+        }, outputs, projected
+
+    def _require_head(self, name: str) -> None:
+        if name not in self.config.pretraining_heads:
+            raise ValueError(f"this forward needs the {name!r} pre-training head: build the model with "
+                             f"pretraining_heads=[{name!r}] (the run builder adds an objective's heads)")
+
+    def _matching_forward(self, images: torch.Tensor, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """BLIP-2-style pair tasks. Rows are image-first pairs ``[<soi> <img>×N <eoi> caption <eot>]``:
+
+        * captioning: the causal forward's generation targets (the caption after its image);
+        * contrastive: each image latent against its caption encoded alone, ``[<sot> caption <soi>]``;
+        * matching: the bridge output at each row's ``<eot>`` → ln_final → a binary head, for the true
+          pair and for two hard negatives per pair, a caption for each image and an image for each
+          caption, sampled from the other pairs of the batch ∝ softmax of the (detached) contrastive
+          similarity; captions identical to the true one are never drawn.
+        """
+        self._require_head("matching")
+        if images.shape[0] != input_ids.shape[0] or not bool((input_ids[:, 0] == self.ids["soi"]).all()):
+            raise ValueError("the matching forward reads image-first pair rows, one image each "
+                             "(paired data with layout='image_first')")
+        outputs, hidden, projected = self._causal_forward(images, input_ids)
+        tok, context = special_tokens(self.ids), self.config.bridge.context_length
+        captions = image_first_captions(input_ids, eoi_id=self.ids["eoi"], eot_id=self.ids["eot"])
+        queries = pad_rows([text_query(tok, c, context_length=context) for c in captions], pad_id=self.ids["pad"])
+        caption_features = self.encode_text(queries.to(input_ids.device), normalize=False)
+        latents = outputs["image_latents"]
+        outputs["pair_latents"], outputs["pair_context"] = latents, caption_features
+
+        positives = torch.arange(len(captions), device=latents.device)
+        kept, other_caption, other_image = self._hard_negatives(latents, caption_features, captions)
+        pairs = torch.cat([torch.stack([positives, positives], 1),  # (image, caption): the true pairs,
+                           torch.stack([kept, other_caption], 1),  # each image with a wrong caption,
+                           torch.stack([other_image, kept], 1)])  # each caption with a wrong image
+        negatives = pairs[len(captions):]
+        rows = [paired_sequence(tok, captions[c], num_image_tokens=self.num_image_tokens, context_length=context,
+                                image_first=True) for c in negatives[:, 1].tolist()]
+        ends = [hidden[positives, (input_ids != self.ids["pad"]).sum(1) - 1]]
+        if rows:
+            negative_ids = pad_rows(rows, pad_id=self.ids["pad"]).to(input_ids.device)
+            negative_hidden = self.bridge(self.embed(negative_ids, projected[negatives[:, 0]]))
+            rows_at = torch.arange(len(rows), device=latents.device)
+            ends.append(negative_hidden[rows_at, (negative_ids != self.ids["pad"]).sum(1) - 1])
+        outputs["matching_logits"] = self.heads.matching(self.bridge.ln_final(torch.cat(ends)))
+        outputs["matching_labels"] = (torch.arange(pairs.shape[0], device=latents.device) < len(captions)).long()
+        outputs["matching_pairs"] = pairs
+        return outputs
+
+    @torch.no_grad()
+    def _hard_negatives(self, latents: torch.Tensor, captions: torch.Tensor, texts: list[list[int]]):
+        """-> (kept pairs [K], a wrong caption for each kept image [K], a wrong image for each kept caption
+        [K]), drawn ∝ softmax of the contrastive similarity over the batch's other pairs, never a caption
+        identical to the true one; a pair with nothing admissible (a batch of one, or only duplicates) is
+        left out."""
+        similarity = self.logit_scale.exp() * F.normalize(latents.float(), dim=-1) @ F.normalize(
+            captions.float(), dim=-1).t()
+        same = torch.tensor([[a == b for b in texts] for a in texts], device=latents.device)
+        weights = [scores.softmax(dim=-1).masked_fill(same, 0.0) for scores in (similarity, similarity.t())]
+        kept = torch.nonzero((weights[0].sum(-1) > 0) & (weights[1].sum(-1) > 0), as_tuple=True)[0]
+        if not len(kept):
+            return kept, kept, kept
+        return kept, *(torch.multinomial(w[kept], 1).squeeze(1) for w in weights)
+
+    def _masked_forward(self, images: torch.Tensor, input_ids: torch.Tensor, text_mask: torch.Tensor | None,
+                        patch_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """BEiT-3-style masked modelling with bidirectional attention (pad keys masked out).
+
+        Masked text tokens enter the bridge as ``heads.text_mask`` and are predicted by ``lm_head`` at
+        their own position; masked patches enter the ViT as ``heads.patch_mask`` and their pixels
+        (per-patch normalised, as MAE) are regressed by ``heads.pixels`` from the bridge output at the
+        patch's ``<img>`` slot. Only images spliced into the sequence are scored.
+        """
+        self._require_head("masked")
+        self._check_images(images, input_ids)
+        num_images, num_patches = images.shape[0], self.num_image_tokens
+        text_mask = torch.zeros_like(input_ids, dtype=torch.bool) if text_mask is None else text_mask
+        if patch_mask is None:
+            patch_mask = torch.zeros(num_images, num_patches, dtype=torch.bool, device=images.device)
+        with self.vision.masked_patch_embeddings(patch_mask, self.heads.patch_mask):
+            pooled, projected = self.vision(images)
+        spliced = self._spliced_images(input_ids)
+        embeds = self.embed(input_ids, projected[spliced])
+        embeds = torch.where(text_mask.unsqueeze(-1), self.heads.text_mask.to(embeds.dtype), embeds)
+        keys = (input_ids != self.ids["pad"])[:, None, None, :]
+        attention = keys.expand(-1, 1, input_ids.shape[1], -1)
+        hidden = self.bridge(embeds, attention=attention)
+
+        slots = torch.nonzero(input_ids == self.ids["img"], as_tuple=True)  # row-major = spliced patch order
+        scored = patch_mask[spliced].reshape(-1)
+        pixels = patchify(images[spliced], patch_size=self.config.vision.patch_size).reshape(scored.shape[0], -1)
+        target = (pixels - pixels.mean(-1, keepdim=True)) / (pixels.var(-1, keepdim=True) + 1e-6).sqrt()
+        empty = hidden.new_zeros(0, self.config.embed_dim)
+        no_targets = input_ids.new_zeros(0)
+        return {
+            "image_latents": pooled, "pair_latents": empty, "pair_context": self.bridge.context_feature(empty),
+            "gen_logits": self.bridge.lm_head(hidden.new_zeros(0, hidden.shape[-1])), "gen_labels": no_targets,
+            "gen_rows": no_targets, "image_first_rows": input_ids[:, 0] == self.ids["soi"],
+            "logit_scale": self.logit_scale.exp(),
+            "masked_text_logits": self.bridge.lm_head(hidden[text_mask]),
+            "masked_text_labels": input_ids[text_mask],
+            "masked_patch_pred": self.heads.pixels(hidden[slots[0][scored], slots[1][scored]]),
+            "masked_patch_target": target[scored],
         }
+
+    @torch.no_grad()
+    def sample_masks(self, images: torch.Tensor, input_ids: torch.Tensor, *, text_rate: float,
+                     patch_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random masks for the masked forward: each ordinary text token with ``text_rate`` and each
+        patch with ``patch_rate`` -> (text_mask [B, L], patch_mask [M, N]) bool."""
+        candidates = maskable_text(input_ids, special_ids=self.ids)
+        text_mask = candidates & (torch.rand(input_ids.shape, device=input_ids.device) < text_rate)
+        patch_mask = torch.rand(images.shape[0], self.num_image_tokens, device=images.device) < patch_rate
+        return text_mask, patch_mask
 
     def _spliced_images(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[num_images] bool: True where the <soi> opens an <img> run (False for the contrastive-only

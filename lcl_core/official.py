@@ -5,16 +5,19 @@ no ``visual.proj``), ``text.*`` (open_clip text tower: fused ``in_proj`` attenti
 MLP, ``ln_final``, ``text_projection``), ``pool_project.*`` (attentive pooling), ``lm_head.{0,1}`` and
 ``logit_scale``. The kit's bridge is a GPT-2 whose ``Conv1D`` weights are the transposes of open_clip's
 ``Linear`` weights; everything else maps one to one. Transposes are exact, so a round trip is bit-exact.
+The baselines' pre-training heads (``heads.*``: BLIP-2 matching, BEiT-3 masking) have no official name
+and are neither exported nor expected on import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import torch
 
-from .config import OFFICIAL_HEAD_WIDTH, BridgeConfig, ModelConfig, VisionConfig
+from .config import CLIP_SPECIAL_IDS, ModelConfig, get_preset, list_presets
 from .model import LCLModel
 
 # (kit key pattern, official key template, transpose) — applied in order, first match wins
@@ -41,9 +44,11 @@ _RULES: list[tuple[str, str, bool]] = [
 
 
 def key_map(model: LCLModel) -> dict[str, tuple[str, bool]]:
-    """kit key -> (official key, transpose) for every tensor of ``model``."""
+    """kit key -> (official key, transpose) for every tensor of ``model`` but its pre-training heads."""
     mapping = {}
     for kit_key in model.state_dict():
+        if kit_key.startswith("heads."):
+            continue
         for pattern, template, transpose in _RULES:
             m = re.fullmatch(pattern, kit_key)
             if m:
@@ -80,24 +85,51 @@ def load_official(model: LCLModel, state_dict: dict[str, torch.Tensor]) -> None:
             raise ValueError(f"{off}: shape {tuple(state_dict[off].shape)} does not fit this model "
                              f"(expects {tuple(own[kit_key].t().shape if transpose else own[kit_key].shape)})")
         converted[kit_key] = tensor
-    model.load_state_dict(converted, strict=True)
+    missing = model.load_state_dict(converted, strict=False).missing_keys
+    assert all(k.startswith("heads.") for k in missing), missing  # key_map covers every other tensor
 
 
 def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
-    """Infer the architecture from official tensor shapes (head width 64, as every official config)."""
+    """The architecture of an official-layout state dict.
+
+    Tensor shapes give every size but the head counts: a fused attention weight looks the same for any
+    number of heads. The counts are therefore taken from the kit's preset (the three official configs
+    and the CPU ones) whose sizes these shapes are; a state dict matching no preset is refused with a
+    message naming its sizes, and must come with its config (``config=`` / ``--model-config``).
+    """
     sd = _unwrap(state_dict)
+    found = _shape_signature(sd)
+    for name in list_presets():
+        preset = get_preset(name)
+        if _preset_signature(preset) == found:
+            bridge = dataclasses.replace(preset.bridge, vocab_size=sd["text.token_embedding.weight"].shape[0])
+            return dataclasses.replace(preset, bridge=bridge, special_ids=dict(CLIP_SPECIAL_IDS),
+                                       tokenizer="clip", name=name)
+    sizes = ", ".join(f"{k} {v}" for k, v in found.items())
+    raise ValueError(f"the state dict's sizes ({sizes}) match none of the kit's presets ({', '.join(list_presets())}), "
+                     "and head counts cannot be read from weights: pass its model config "
+                     "(load_pretrained(path, config=...) or --model-config)")
+
+
+def _shape_signature(sd: dict[str, torch.Tensor]) -> dict[str, int | float]:
     width, _, patch, _ = sd["visual.conv1.weight"].shape
     grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
     count = lambda prefix: len({k.split(".")[3] for k in sd if k.startswith(prefix)})  # noqa: E731
     context, text_width = sd["text.positional_embedding"].shape
-    embed_dim = sd["text.text_projection"].shape[1]
-    vision = VisionConfig(image_size=grid * patch, patch_size=patch, width=width,
-                          layers=count("visual.transformer.resblocks."), heads=width // OFFICIAL_HEAD_WIDTH,
-                          pool_heads=embed_dim // OFFICIAL_HEAD_WIDTH)
-    bridge = BridgeConfig(vocab_size=sd["text.token_embedding.weight"].shape[0], context_length=context,
-                          width=text_width, layers=count("text.transformer.resblocks."),
-                          heads=text_width // OFFICIAL_HEAD_WIDTH)
-    return ModelConfig(embed_dim=embed_dim, vision=vision, bridge=bridge, name="official")
+    return {"image_size": grid * patch, "patch_size": patch, "vision_width": width,
+            "vision_layers": count("visual.transformer.resblocks."),
+            "vision_mlp_ratio": sd["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / width,
+            "embed_dim": sd["text.text_projection"].shape[1], "context_length": context, "bridge_width": text_width,
+            "bridge_layers": count("text.transformer.resblocks."),
+            "bridge_mlp_ratio": sd["text.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / text_width}
+
+
+def _preset_signature(config: ModelConfig) -> dict[str, int | float]:
+    v, b = config.vision, config.bridge
+    return {"image_size": v.image_size, "patch_size": v.patch_size, "vision_width": v.width,
+            "vision_layers": v.layers, "vision_mlp_ratio": v.mlp_ratio, "embed_dim": config.embed_dim,
+            "context_length": b.context_length, "bridge_width": b.width, "bridge_layers": b.layers,
+            "bridge_mlp_ratio": b.mlp_ratio}
 
 
 def load_official_checkpoint(path: str | Path, *, config: ModelConfig | None = None) -> LCLModel:

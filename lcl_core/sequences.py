@@ -20,11 +20,22 @@ The loss positions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Sequence
 
 import torch
 
 from .tokenizer import Tokenizer
+
+
+def special_tokens(ids: dict[str, int]) -> SimpleNamespace:
+    """The layout functions' view of a tokenizer from a model's special ids alone (``sot_id`` …
+    ``pad_id``), for rows made of token ids rather than text."""
+    return SimpleNamespace(**{f"{name}_id": value for name, value in ids.items()})
+
+
+def _token_ids(tok: Tokenizer, text: str | Sequence[int]) -> list[int]:
+    return tok.encode(text) if isinstance(text, str) else list(text)
 
 
 def image_block(tok: Tokenizer, num_image_tokens: int) -> list[int]:
@@ -36,17 +47,16 @@ def paired_sequence(
     image_first: bool,
 ) -> list[int]:
     """One (image, caption) pair as an image-first (captioning) or text-first (contrastive) row."""
-    text = tok.encode(caption) if isinstance(caption, str) else list(caption)
-    text = text[: context_length - num_image_tokens - 4]  # room for <sot>/<eot>, <soi>, <eoi>
+    text = _token_ids(tok, caption)[: context_length - num_image_tokens - 4]  # room for <sot>/<eot>, <soi>, <eoi>
     if image_first:
         return image_block(tok, num_image_tokens) + text + [tok.eot_id]
     return [tok.sot_id] + text + image_block(tok, num_image_tokens)
 
 
-def text_query(tok: Tokenizer, text: str, *, context_length: int) -> list[int]:
+def text_query(tok: Tokenizer, text: str | Sequence[int], *, context_length: int) -> list[int]:
     """``[<sot> text <soi>]``: the text feature LCL uses for zero-shot and retrieval is the causal
     output at that ``<soi>`` (the context that predicts an image)."""
-    ids = tok.encode(text)[: context_length - 2]
+    ids = _token_ids(tok, text)[: context_length - 2]
     return [tok.sot_id] + ids + [tok.soi_id]
 
 
@@ -58,9 +68,10 @@ class InterleavedSequence:
 
 
 def interleaved_sequence(
-    tok: Tokenizer, segments: Sequence[str | int], *, num_image_tokens: int, context_length: int,
+    tok: Tokenizer, segments: Sequence[str | int | Sequence[int]], *, num_image_tokens: int, context_length: int,
 ) -> InterleavedSequence:
-    """Lay out a document given as text pieces (``str``) and image references (``int``).
+    """Lay out a document given as text pieces (``str``, or token ids as a list) and image references
+    (``int``).
 
     Text pieces are tokenised separately, which for word-level BPEs equals tokenising the pieces
     joined with spaces (the official loader's ``" ".join``). Returns the kept images' references.
@@ -68,11 +79,11 @@ def interleaved_sequence(
     body: list[int] = []
     order: list[int] = []
     for seg in segments:
-        if isinstance(seg, str):
-            body += tok.encode(seg)
-        else:
+        if isinstance(seg, int):
             body += image_block(tok, num_image_tokens)
-            order.append(int(seg))
+            order.append(seg)
+        else:
+            body += _token_ids(tok, seg)
     ids = [tok.sot_id] + body + [tok.eot_id]
     truncated = len(ids) > context_length
     if truncated:
@@ -116,3 +127,22 @@ def images_with_contrastive_pair(ids: torch.Tensor, *, soi_id: int) -> torch.Ten
     """``[num_images]`` bool, in image order: False for an image whose ``<soi>`` is at index 0."""
     rows, cols = torch.nonzero(ids == soi_id, as_tuple=True)
     return cols > 0
+
+
+def maskable_text(ids: torch.Tensor, *, special_ids: dict[str, int]) -> torch.Tensor:
+    """``[B, L]`` bool: ordinary text tokens (no special token, no padding), the candidates for masking."""
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    for value in special_ids.values():
+        mask &= ids != value
+    return mask
+
+
+def image_first_captions(ids: torch.Tensor, *, eoi_id: int, eot_id: int) -> list[list[int]]:
+    """The caption of each image-first pair row ``[<soi> <img>×N <eoi> caption <eot> pad…]``."""
+    captions = []
+    for row in ids.tolist():
+        if eoi_id not in row or eot_id not in row:
+            raise ValueError("an image-first pair row needs <eoi> … <eot>; lay pairs out with layout='image_first'")
+        start = row.index(eoi_id) + 1
+        captions.append(row[start: row.index(eot_id, start)])
+    return captions

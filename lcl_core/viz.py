@@ -7,15 +7,13 @@ code. Tables are plain text so that headless runs and nbval can compare them.
 
 from __future__ import annotations
 
-import json
 import math
-import statistics
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from .diagnostics import metric_series
 from .images import denormalize
 from .sequences import contrastive_mask, generation_mask
 from .tokenizer import Tokenizer
@@ -32,7 +30,7 @@ def format_value(value: Any, *, digits: int = 4) -> str:
     return str(value)
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
+def format_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
                  digits: int = 4) -> str:
     """Rows of dicts as an aligned plain-text table (numbers right-aligned)."""
     columns = list(columns or (rows[0].keys() if rows else []))
@@ -48,7 +46,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
 
 
 def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, **kwargs) -> None:
-    print(format_table(rows, columns, **kwargs))
+    print(format_rows(rows, columns, **kwargs))
 
 
 def token_rows(tokenizer: Tokenizer, ids: Sequence[int], *, collapse_images: bool = True) -> list[dict]:
@@ -75,6 +73,17 @@ def token_rows(tokenizer: Tokenizer, ids: Sequence[int], *, collapse_images: boo
         rows.append({"position": str(position), "id": token_id, "token": token,
                      "generation target": targets[position], "contrastive read": contrastive[position]})
     return rows
+
+
+def layout_summary(tokenizer: Tokenizer, ids: Sequence[int]) -> dict[str, Any]:
+    """What a token row is checked by: its length, first and last tokens, the special tokens it holds and
+    how many positions each loss reads (from :func:`token_rows`)."""
+    rows = token_rows(tokenizer, ids, collapse_images=False)
+    count = lambda token_id: sum(1 for i in ids if i == token_id)  # noqa: E731
+    return {"length": len(ids), "first": tokenizer.id_to_token(ids[0]), "last": tokenizer.id_to_token(ids[-1]),
+            "soi": count(tokenizer.soi_id), "img": count(tokenizer.img_id), "eoi": count(tokenizer.eoi_id),
+            "generation_targets": sum(r["generation target"] for r in rows),
+            "contrastive_reads": sum(r["contrastive read"] for r in rows)}
 
 
 # ---- figures ----------------------------------------------------------------------------------------
@@ -139,6 +148,26 @@ def plot_attention_maps(images: torch.Tensor, attention: torch.Tensor, *, titles
     return fig
 
 
+def plot_image_ranking(images: torch.Tensor, queries: Sequence[str], ranking: torch.Tensor,
+                       targets: Sequence[int], *, title: str):
+    """One row per query: the ranked images (``ranking`` [Q, k] indices into ``images`` [M, 3, H, W],
+    normalised as by :func:`lcl_core.images.image_transform`), ✓ on the query's own image ``targets[q]``."""
+    queries_count, k = ranking.shape
+    fig, axes = new_axes(queries_count * k, width=1.9, height=2.1, rows=queries_count)
+    pictures = denormalize(images.detach().float()).permute(0, 2, 3, 1)
+    for q, query in enumerate(queries):
+        for r, index in enumerate(ranking[q].tolist()):
+            ax = axes[q * k + r]
+            ax.imshow(pictures[index])
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(("✓ " if index == targets[q] else "") + f"rank {r + 1}", fontsize=8)
+            if r == 0:
+                ax.set_ylabel(query[:28], fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_series(ax, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
                 title: str | None = None, log: bool = False, reference: Mapping[str, float] | None = None) -> None:
     """Lines ``label -> (x, y)`` on one axis, with optional horizontal reference lines."""
@@ -173,26 +202,6 @@ DASHBOARD_PANELS = (
     ("info_nce_bound", "log N - L_con (nats)", "InfoNCE bound on I(latent; context)"),
     ("latent_variance", "variance of normalised latents", "latent spread (collapse diagnostic)"),
 )
-CONTRASTIVE_KEYS = {"contrastive_loss", "contrastive_accuracy", "info_nce_bound"}
-
-
-def metric_value(record: Mapping[str, Any], key: str) -> float | None:
-    """A logged trainer record's value for a dashboard panel, or None where the run has no such term
-    (contrastive panels of objectives without a contrastive loss, a loss whose weight is zero)."""
-    if key in CONTRASTIVE_KEYS and (record.get("contrastive_accuracy") is None or not record.get("num_pairs")):
-        return None
-    if key == "info_nce_bound":
-        return math.log(record["num_pairs"]) - record["contrastive_loss"]
-    value = record.get(key)
-    if value is None or (key.endswith("_loss") and value == 0.0):
-        return None
-    return float(value)
-
-
-def final_value(records: Sequence[Mapping[str, Any]], key: str, *, last: int = 5) -> float | None:
-    """Mean of a panel metric over the last ``last`` logged records that have it (single batches are noisy)."""
-    values = [v for v in (metric_value(r, key) for r in records) if v is not None][-last:]
-    return sum(values) / len(values) if values else None
 
 
 def plot_training(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, panels=DASHBOARD_PANELS,
@@ -200,12 +209,8 @@ def plot_training(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, panels=DAS
     """One panel per metric, one line per run (``label -> trainer records``)."""
     fig, axes = new_axes(len(panels), width=3.9, height=3.0, rows=1 if len(panels) <= 3 else 2)
     for ax, (key, ylabel, panel_title) in zip(axes, panels):
-        series = {}
-        for name, records in runs.items():
-            points = [(r["step"], metric_value(r, key)) for r in records]
-            points = [(x, y) for x, y in points if y is not None]
-            if points:
-                series[name] = ([x for x, _ in points], [y for _, y in points])
+        series = {name: metric_series(records, key) for name, records in runs.items()}
+        series = {name: points for name, points in series.items() if points[0]}
         plot_series(ax, series, xlabel="optimiser step", ylabel=ylabel, title=panel_title)
         if key == "info_nce_bound" and len(runs) == 1 and series:
             records = next(iter(runs.values()))
@@ -248,31 +253,19 @@ class LiveDashboard:
 
 
 # ---- documents ------------------------------------------------------------------------------------------
-def read_mmc4_documents(path: str | Path, *, limit: int | None = None) -> list[dict]:
-    """MMC4 records from a ``.jsonl`` file or a ``docs_shard_*.jsonl.zip`` (first member), in file order."""
-    path = Path(path)
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            lines = archive.read(archive.namelist()[0]).decode("utf-8").splitlines()
-    else:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines[:limit] if line.strip()]
-
-
-def mmc4_statistics(documents: Sequence[dict], *, sim_threshold: float = 0.24) -> dict[str, float]:
-    """The statistics MMC4 is described by: images and sentences per document, the share of sentences
-    matched to an image, and the matched similarities (with the share the 0.24 threshold drops)."""
-    images = [len(d["image_info"]) for d in documents]
-    sentences = [len(d["text_list"]) for d in documents]
-    matched = sum(len({i["matched_text_index"] for i in d["image_info"]}) for d in documents)
-    sims = [i["matched_sim"] for d in documents for i in d["image_info"]]
-    return {
-        "documents": len(documents), "images": sum(images),
-        "images_per_document": sum(images) / len(documents), "max_images_per_document": max(images),
-        "median_sentences": statistics.median(sentences), "matched_sentence_share": matched / sum(sentences),
-        "matched_sim_min": min(sims), "matched_sim_median": statistics.median(sims), "matched_sim_max": max(sims),
-        "share_below_threshold": sum(s < sim_threshold for s in sims) / len(sims),
-    }
+def plot_document_statistics(corpora: Mapping[str, Sequence[dict]], *, sim_threshold: float):
+    """Histograms of matched similarities and images per document, one colour per corpus of MMC4 records."""
+    fig, axes = new_axes(2, width=5)
+    for name, documents in corpora.items():
+        sims = [i["matched_sim"] for d in documents for i in d["image_info"]]
+        axes[0].hist(sims, bins=30, alpha=0.6, density=True, label=name)
+        axes[1].hist([len(d["image_info"]) for d in documents], bins=range(0, 14), alpha=0.6, density=True, label=name)
+    axes[0].axvline(sim_threshold, color="black", linestyle="--", linewidth=1)
+    label(axes[0], title="similarity of each image to its matched sentence", xlabel="matched_sim", ylabel="density")
+    label(axes[1], title="images per document", xlabel="images", ylabel="share of documents")
+    for ax in axes:
+        ax.legend()
+    return fig
 
 
 def describe_document(record: dict, *, max_chars: int = 110) -> str:

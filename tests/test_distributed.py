@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lcl_core.objectives import contrastive_loss, generation_loss
+from lcl_core.objectives import contrastive_loss, cross_entropy_loss
 
 COUNTS = (3, 5)  # pairs on rank 0 and rank 1
 D, VOCAB = 7, 11
@@ -38,7 +38,7 @@ def _rank_main(rank: int, port: int, results) -> None:
         con.backward()
         split = 4 if rank == 0 else 13  # 4 targets on rank 0, 9 on rank 1
         part = slice(0, 4) if rank == 0 else slice(4, split)
-        gen = generation_loss(logits[part], labels[part])
+        gen = cross_entropy_loss(logits[part], labels[part])
         results[rank] = (con.item(), gen.item(), n_global, img.grad.clone(), txt.grad.clone())
     finally:
         dist.destroy_process_group()
@@ -51,7 +51,7 @@ def test_two_ranks_with_unequal_counts_equal_one_process_on_the_union():
     txt.requires_grad_()
     single, _, n = contrastive_loss(img, txt, torch.tensor(10.0))
     single.backward()
-    single_gen = generation_loss(logits, labels)
+    single_gen = cross_entropy_loss(logits, labels)
 
     manager = mp.Manager()
     results = manager.dict()

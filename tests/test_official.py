@@ -3,6 +3,7 @@ the kit computing what the official implementation computes with the same weight
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from lcl_core.config import ModelConfig, get_preset
 from lcl_core.model import LCLModel
 from lcl_core.objectives import PretrainingObjective
 from lcl_core.official import config_from_state_dict, export_official, load_official
+from lcl_core.tokenizer import ClipTokenizer
 
 from conftest import odd_config, shared_path
 from official_reference import OfficialLCL, official_losses
@@ -82,3 +84,30 @@ def test_kit_computes_what_the_official_implementation_computes(clip_tok):
     assert torch.allclose(torch.nn.functional.normalize(out["pair_context"], dim=-1), txt_f, atol=1e-5)
     assert losses["generation_loss"].item() == pytest.approx(official_gen.item(), abs=1e-5)
     assert 0.1 * losses["contrastive_loss"].item() == pytest.approx(official_con.item(), abs=1e-5)
+
+
+def test_head_counts_come_from_the_preset_of_those_sizes_or_the_state_dict_is_refused(tmp_path):
+    # tiny-fast has 32-wide heads (width 128, 4 heads): the old 64-wide assumption would have read 2
+    config = get_preset("tiny-fast").with_tokenizer(ClipTokenizer())
+    torch.manual_seed(0)
+    model = LCLModel(config=config).eval()
+    state = export_official(model)
+    inferred = config_from_state_dict(state)
+    assert (inferred.vision.heads, inferred.vision.pool_heads, inferred.bridge.heads) == (4, 4, 4)
+    images, ids = torch.randn(2, 3, 32, 32), torch.tensor([[49406, 320, 1125, 49409]])
+    loaded = LCLModel(config=inferred).eval()
+    load_official(loaded, state)
+    assert torch.equal(loaded.encode_image(images), model.encode_image(images))
+    wrong = dataclasses.replace(config, vision=dataclasses.replace(config.vision, heads=2, pool_heads=2),
+                                bridge=dataclasses.replace(config.bridge, heads=2))
+    misread = LCLModel(config=wrong).eval()
+    load_official(misread, state)  # the shapes fit any head count ...
+    assert not torch.allclose(misread.encode_text(ids), model.encode_text(ids), atol=1e-3)  # ... the outputs do not
+
+    odd = LCLModel(config=odd_config()).eval()  # 36 wide, 3 heads of 12: sizes of no preset
+    torch.save(export_official(odd), tmp_path / "narrow-heads.pt")
+    with pytest.raises(ValueError, match="head counts cannot be read from weights: pass its model config"):
+        load_pretrained(tmp_path / "narrow-heads.pt")
+    given, _ = load_pretrained(tmp_path / "narrow-heads.pt", config=odd_config())
+    odd_images = torch.randn(2, 3, 30, 30)
+    assert torch.equal(given.eval().encode_image(odd_images), odd.encode_image(odd_images))

@@ -4,10 +4,6 @@ exactly the weights and loss of an uninterrupted one."""
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 import torch
@@ -19,7 +15,8 @@ from lcl_core.training.checkpointing import (CorruptCheckpointError, list_checkp
                                              save_checkpoint)
 from lcl_core.training.data import build_batches
 
-from training_helpers import REPO, losses, pretrain_command, run_quietly, small_world, tiny_model_config, world_tokenizer
+from training_helpers import (kill_after_step, losses, pretrain_command, run_quietly, same_final_weights, small_world,
+                              tiny_model_config, world_tokenizer)
 
 
 def make_trainer(run_dir, *, steps: int, save_every: int) -> Trainer:
@@ -81,21 +78,10 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     run_quietly(pretrain_command(straight, *settings))
 
     killed = tmp_path / "killed"
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    process = subprocess.Popen(pretrain_command(killed, *settings), cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while not (killed / "metrics.jsonl").exists() or max(losses(killed), default=0) < 5:
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_step(pretrain_command(killed, *settings), killed, 5)
     assert not (killed / "final").exists()
 
     result = run_quietly(pretrain_command(killed, *settings, "--resume"))
     assert "resuming" in result.stderr
     assert losses(killed) == losses(straight)  # every step, before and after the kill
-    final_straight = load_file(str(straight / "final" / "model.safetensors"))
-    final_resumed = load_file(str(killed / "final" / "model.safetensors"))
-    assert all(torch.equal(final_straight[k], final_resumed[k]) for k in final_straight)
+    assert same_final_weights(straight, killed)

@@ -45,7 +45,8 @@ def test_pretrain_writes_the_run_folder_and_refuses_to_overwrite(tmp_path, capsy
     assert lcl(argv) == 0
     assert {p.name for p in run.iterdir()} >= {"run.json", "tokenizer", "metrics.jsonl", "checkpoints", "final"}
     saved = json.loads((run / "run.json").read_text())
-    assert saved["train"]["objective"] == "coca" and saved["data_source"] is None
+    assert saved["format"] == "lcl-run/1" and saved["spec"]["train"]["objective"] == "coca"
+    assert saved["spec"]["source"] is None and saved["data_fingerprint"].startswith("world:")
     model, tokenizer = load_pretrained(run / "final")
     assert model.config.bridge.vocab_size == tokenizer.vocab_size
     assert "done:" in capsys.readouterr().out
@@ -60,4 +61,4 @@ def test_demo_runs_end_to_end_at_smoke_size(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "what pre-training changed" in out and "random-init" in out
     assert "retrieval TR@1" in out and "class probe top-1" in out
-    assert (tmp_path / "demo" / "lcl-tiny-fast" / "final" / "model.safetensors").is_file()
+    assert len(list((tmp_path / "demo" / "runs").glob("lcl-*/final/model.safetensors"))) == 1

@@ -18,7 +18,7 @@ from training_helpers import small_world, tiny_model_config, world_tokenizer
 def train(objective: str, *, steps: int, seed: int = 0, batch_size: int = 6, lr: float = 3e-3,
           **config) -> MetricsHistory:
     tokenizer = world_tokenizer()
-    model_config = tiny_model_config(tokenizer)
+    model_config = tiny_model_config(tokenizer, objective=objective)
     train_config = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=2, seed=seed,
                                progress_bar=False, **config)
     torch.manual_seed(seed)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from lcl_core.transfer.datasets import (find_eval_sets, read_coco_captions, read_image_folder, read_karpathy,
                                         read_nocaps)
-from lcl_core.transfer.fixtures import write_eval_fixture
+from eval_fixture import write_eval_fixture
 
 
 def _png(path):

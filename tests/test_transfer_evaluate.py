@@ -15,7 +15,7 @@ from lcl_core.transfer import TransferSettings, evaluate, load_results
 from lcl_core.tokenizer import TrainedTokenizer
 from lcl_core.transfer.datasets import find_eval_sets
 from lcl_core.transfer.features import FeatureCache, ImageSet, weights_fingerprint
-from lcl_core.transfer.fixtures import caption_texts, write_eval_fixture
+from eval_fixture import caption_texts, write_eval_fixture
 from lcl_core.transfer.metrics import caption_scores
 from lcl_core.transfer.results import TABLE1_COLUMNS
 
@@ -140,10 +140,12 @@ def test_cli_on_an_official_layout_checkpoint(tmp_path, eval_root):
                          bridge=BridgeConfig(context_length=32, width=64, heads=1, layers=1), name="official-tiny")
     torch.manual_seed(2)
     torch.save(export_official(LCLModel(config=config)), tmp_path / "lcl_official.pt")
-    code = lcl_main(["evaluate", "--checkpoint", str(tmp_path / "lcl_official.pt"), "--data", str(eval_root),
-                     "--tasks", "cls,ret,zeroshot", "--baselines", "", "--epochs", "1", "--no-cache",
-                     "--out", str(tmp_path / "official.json")])
-    assert code == 0
+    config.to_json(tmp_path / "official-tiny.json")
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "lcl_official.pt"), "--data", str(eval_root),
+            "--tasks", "cls,ret,zeroshot", "--baselines", "", "--epochs", "1", "--no-cache",
+            "--out", str(tmp_path / "official.json")]
+    assert lcl_main(argv) == 2  # sizes of no preset: head counts unknown, refused with a clear message
+    assert lcl_main(argv + ["--model-config", str(tmp_path / "official-tiny.json")]) == 0
     saved = json.loads((tmp_path / "official.json").read_text())
     assert set(saved["encoders"]["checkpoint"]["tasks"]) == {"cls/classification", "ret/coco",
                                                              "zeroshot-cls/classification", "zeroshot-ret/coco"}

@@ -4,16 +4,23 @@ odd-sized model config, and a way to run ``lcl pretrain`` in a subprocess."""
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+
 from lcl_core.data import EvalSizes, build_world
+from lcl_core.objectives import objective_spec
 from lcl_core.tokenizer import TrainedTokenizer, load_tokenizer
 
 from conftest import odd_config
@@ -41,9 +48,11 @@ def world_tokenizer():
     return load_tokenizer(small_world() / "tokenizer")
 
 
-def tiny_model_config(tokenizer, *, context_length: int = 96):
-    """The odd test model (30 px, patch 10, widths 44/36, 3 layers) with the world's tokenizer."""
-    return odd_config(context_length=context_length).with_tokenizer(tokenizer)
+def tiny_model_config(tokenizer, *, context_length: int = 96, objective: str = "lcl"):
+    """The odd test model (30 px, patch 10, widths 44/36, 3 layers) with the world's tokenizer and the
+    pre-training heads ``objective`` needs."""
+    config = odd_config(context_length=context_length).with_tokenizer(tokenizer)
+    return dataclasses.replace(config, pretraining_heads=list(objective_spec(objective).heads))
 
 
 def tiny_model_config_file(folder: Path) -> Path:
@@ -70,3 +79,27 @@ def run_quietly(argv: list[str], **options) -> subprocess.CompletedProcess:
 
 def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def kill_when(argv: list[str], ready, *, timeout: float = 300) -> None:
+    """Start ``argv`` (one thread, as :func:`run_quietly`), SIGKILL it as soon as ``ready()`` is true,
+    and wait for it to die."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, "the process ended before it could be killed"
+        assert time.monotonic() < deadline, "the process made no progress"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def kill_after_step(argv: list[str], metrics_folder: Path, step: int) -> None:
+    """SIGKILL a training command once ``metrics_folder/metrics.jsonl`` logs ``step``."""
+    kill_when(argv, lambda: (metrics_folder / "metrics.jsonl").exists() and max(losses(metrics_folder), default=0) >= step)
+
+
+def same_final_weights(first: Path, second: Path) -> bool:
+    a, b = (load_file(str(folder / "final" / "model.safetensors")) for folder in (first, second))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

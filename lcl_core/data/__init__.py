@@ -1,8 +1,10 @@
 """Data: the offline world, and streaming readers for the formats real data comes in.
 
-World folder (``lcl data world --out DIR --docs N --tier basic|real --seed S`` or :func:`build_world`)::
+World folder (``lcl data world --out DIR --docs N --tier basic|real --seed S``, :func:`build_world`, or
+:func:`ensure_world` / :func:`cached_world`, which reuse a world built with the same settings)::
 
-    DIR/world.json                      manifest: format, seed, tier, image_size, knobs, counts, classes, paths
+    DIR/world.json                      manifest: format, seed, tier, image_size, knobs, counts, classes, paths,
+                                        settings (every build argument) and content_sha256 (the run identity's)
     DIR/corpus.txt                      every document's text, one document per line (train a tokenizer on it)
     DIR/mmc4/docs_shard_{i}_v2.jsonl.zip  MMC4 records: url, text_list, image_info, similarity_matrix
     DIR/mmc4/images/                    the documents' images (PNG, image_size px)
@@ -13,6 +15,7 @@ World folder (``lcl data world --out DIR --docs N --tier basic|real --seed S`` o
     DIR/eval/classification/{train,val}/<class>/*.png  ImageFolder of held-out instances (+ classes.json:
                                         class -> the phrase pre-training text uses)
     DIR/eval/captions/images/ + dataset_coco.json (Karpathy) + captions_val.json (COCO captions, val+test)
+    DIR/eval/flickr30k/images/ + dataset_flickr30k.json  a second Karpathy retrieval set (other held-out instances)
     DIR/eval/nocaps/images/ + nocaps_val.json (COCO captions with "domain": in-/near-/out-domain per image)
 
 Readers (torch ``IterableDataset``): :class:`MMC4Dataset`, :class:`ObelicsDataset`,
@@ -47,7 +50,7 @@ from .obelics import ObelicsDataset
 from .paired import LAYOUTS, PairedDataset
 from .streaming import NothingReadable, Skip, keep_latest
 
-_GENERATOR = {"EvalSizes", "WorldKnobs", "build_world"}
+_GENERATOR = {"EvalSizes", "WorldKnobs", "build_world", "cached_world", "ensure_world"}
 
 
 def __getattr__(name):
@@ -59,4 +62,5 @@ def __getattr__(name):
 
 
 __all__ = ["EvalSizes", "LAYOUTS", "MMC4Dataset", "NothingReadable", "ObelicsDataset", "PairedDataset", "Skip",
-           "StreamLoader", "WorldKnobs", "build_world", "collate", "keep_latest", "make_loader", "select_images"]
+           "StreamLoader", "WorldKnobs", "build_world", "cached_world", "collate", "ensure_world", "keep_latest",
+           "make_loader", "select_images"]

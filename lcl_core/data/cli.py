@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import statistics
-import zipfile
 from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
+from .mmc4 import SIM_THRESHOLD, document_statistics, read_documents
+
 
 def add_arguments(parser) -> None:
-    from .world import WorldKnobs
+    from .world import EvalSizes, WorldKnobs
 
     sub = parser.add_subparsers(dest="action", required=True)
     world = sub.add_parser("world", help="generate the offline interleaved world")
@@ -22,9 +22,10 @@ def add_arguments(parser) -> None:
     world.add_argument("--image-size", type=int, default=32)
     world.add_argument("--pairs", type=int, default=None, help="LAION-style pairs (default: as many as docs)")
     world.add_argument("--processes", type=int, default=None)
-    for knob in fields(WorldKnobs):
-        world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
-                           help=f"world knob (default {knob.default})")
+    for group, kind in ((WorldKnobs, "world knob"), (EvalSizes, "evaluation set size")):
+        for knob in fields(group):
+            world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
+                               help=f"{kind} (default {knob.default})")
     inspect = sub.add_parser("inspect", help="summarise a world folder, MMC4 shard, OBELICS parquet or tar")
     inspect.add_argument("path")
     inspect.add_argument("--show", type=int, default=1, help="records to print")
@@ -35,15 +36,26 @@ def main(args) -> int:
 
 
 def build(args) -> int:
-    from .world import WorldKnobs, build_world
+    from .world import EvalSizes, WorldKnobs, build_world
 
     knobs = WorldKnobs(**{k.name: getattr(args, k.name) for k in fields(WorldKnobs)})
+    eval_sizes = EvalSizes(**{k.name: getattr(args, k.name) for k in fields(EvalSizes)})
     manifest = build_world(args.out, docs=args.docs, seed=args.seed, tier=args.tier, image_size=args.image_size,
-                           knobs=knobs, pairs=args.pairs, processes=args.processes, progress=True)
+                           knobs=knobs, pairs=args.pairs, eval_sizes=eval_sizes, processes=args.processes,
+                           progress=True)
     print(f"wrote {args.out}:")
     for name, count in manifest["counts"].items():
         print(f"  {name:24s} {count}")
     return 0
+
+
+def world_flags(knobs, eval_sizes) -> str:
+    """The ``lcl data world`` flags that set ``knobs`` and ``eval_sizes`` where they differ from the defaults."""
+    from .world import EvalSizes, WorldKnobs
+
+    return " ".join(f"--{f.name.replace('_', '-')} {getattr(given, f.name)}"
+                    for given, default in ((knobs, WorldKnobs()), (eval_sizes, EvalSizes()))
+                    for f in fields(given) if getattr(given, f.name) != getattr(default, f.name))
 
 
 def inspect(path: Path, show: int) -> int:
@@ -74,22 +86,11 @@ def inspect(path: Path, show: int) -> int:
 
 
 def _inspect_mmc4(path: Path, show: int) -> None:
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            lines = archive.read(archive.namelist()[0]).splitlines()
-    else:
-        lines = path.read_bytes().splitlines()
-    docs, broken = [], 0
-    for line in lines:
-        try:
-            docs.append(json.loads(line))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            broken += 1
-    sims = [info["matched_sim"] for d in docs for info in d.get("image_info", [])]
-    sentences = [len(d.get("text_list", [])) for d in docs]
-    print(f"{path}: MMC4 shard, {len(docs)} documents ({broken} unreadable lines), {len(sims)} images "
-          f"({len(sims) / max(len(docs), 1):.1f} per document), median {statistics.median(sentences or [0])} "
-          f"sentences, {sum(s < 0.24 for s in sims) / max(len(sims), 1):.0%} of images below 0.24")
+    docs, broken = read_documents(path)
+    stats = document_statistics(docs)
+    print(f"{path}: MMC4 shard, {len(docs)} documents ({broken} unreadable lines), {stats['images']} images "
+          f"({stats['images_per_document']:.1f} per document), median {stats['median_sentences']} sentences, "
+          f"{stats['share_below_threshold']:.0%} of images below {SIM_THRESHOLD}")
     for doc in docs[:show]:
         print(f"  {doc.get('url')}")
         for info in doc.get("image_info", []):

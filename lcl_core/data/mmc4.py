@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -50,6 +51,45 @@ def interleave(sentences: list[str], image_sentences: list[int], rng: random.Ran
     for index, sentence in enumerate(sentences):
         segments += before.get(index, []) + [sentence] + after.get(index, [])
     return segments
+
+
+def read_documents(path: str | Path, *, limit: int | None = None) -> tuple[list[dict], int]:
+    """The records of one shard (``.jsonl`` or ``docs_shard_*.jsonl.zip``), in file order, for looking at
+    them (training reads through :class:`MMC4Dataset`) -> (documents, number of unreadable lines)."""
+    path = Path(path)
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            member = path.name[: -len(".zip")] if path.name[: -len(".zip")] in names else names[0]
+            lines = archive.read(member).splitlines()
+    else:
+        lines = path.read_bytes().splitlines()
+    documents, unreadable = [], 0
+    for line in lines[:limit]:
+        if not line.strip():
+            continue
+        try:
+            documents.append(json.loads(line))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            unreadable += 1
+    return documents, unreadable
+
+
+def document_statistics(documents: Sequence[dict], *, sim_threshold: float = SIM_THRESHOLD) -> dict[str, float]:
+    """The statistics MMC4 is described by: images and sentences per document, the share of sentences
+    matched to an image, and the matched similarities (with the share the threshold drops)."""
+    images = [len(d.get("image_info", [])) for d in documents]
+    sentences = [len(d.get("text_list", [])) for d in documents]
+    matched = sum(len({i["matched_text_index"] for i in d.get("image_info", [])}) for d in documents)
+    sims = [i["matched_sim"] for d in documents for i in d.get("image_info", [])] or [float("nan")]
+    return {
+        "documents": len(documents), "images": sum(images),
+        "images_per_document": sum(images) / max(len(documents), 1), "max_images_per_document": max(images, default=0),
+        "median_sentences": statistics.median(sentences or [0]),
+        "matched_sentence_share": matched / max(sum(sentences), 1),
+        "matched_sim_min": min(sims), "matched_sim_median": statistics.median(sims), "matched_sim_max": max(sims),
+        "share_below_threshold": sum(s < sim_threshold for s in sims) / len(sims),
+    }
 
 
 class MMC4Dataset(ShardedStream):

@@ -11,34 +11,26 @@ Layouts of one (image, caption) pair:
 from __future__ import annotations
 
 import random
-import tarfile
 from pathlib import Path
 from typing import Iterator
+
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from ..sequences import paired_sequence, text_query
 from .streaming import ShardedStream, Skip
 
 LAYOUTS = ("sampled", "text_first", "image_first", "both", "contrastive")
+SAMPLES_PER_PAIR = {"both": 2}  # rows (each with its own image copy) one pair becomes; 1 for the others
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
 def tar_samples(path: Path) -> Iterator[dict[str, bytes]]:
-    """Group a tar's members into webdataset samples: ``{"__key__": key, extension: bytes}``."""
-    current: dict[str, bytes] = {}
-    with tarfile.open(path, "r|*") as archive:
-        for member in archive:
-            if not member.isfile():
-                continue
-            folder, _, name = member.name.rpartition("/")
-            stem, _, extension = name.partition(".")
-            key = f"{folder}/{stem}" if folder else stem
-            if current and current["__key__"] != key:
-                yield current
-                current = {}
-            current["__key__"] = key
-            current[extension.lower()] = archive.extractfile(member).read()
-    if current:
-        yield current
+    """A tar's members grouped into webdataset samples ``{"__key__": key, extension: bytes}`` by
+    webdataset's own streaming expansion and key grouping (key = path up to the first dot of the name)."""
+    with open(path, "rb") as stream:
+        members = tar_file_expander([{"stream": stream, "url": str(path)}])
+        for sample in group_by_keys(members):
+            yield {key: value for key, value in sample.items() if key != "__url__"}
 
 
 class PairedDataset(ShardedStream):
@@ -72,7 +64,7 @@ class PairedDataset(ShardedStream):
         if self.layout == "contrastive":
             return [{"images": images, "ids": text_query(self.tokenizer, caption, context_length=self.context_length)}]
         if self.layout == "both":
-            orders = (True, False)
+            orders = (True, False)  # SAMPLES_PER_PAIR
         elif self.layout == "sampled":
             orders = (rng.random() < self.img_first_prob,)
         else:

@@ -10,12 +10,14 @@ sidecar for diagnostics.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import math
 import multiprocessing
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,6 +62,8 @@ class EvalSizes:
     captions_train: int = 200
     captions_val: int = 50
     captions_test: int = 100
+    flickr30k_train: int = 200  # a second retrieval set of other held-out instances (Table 1's F30k columns)
+    flickr30k_test: int = 100
     nocaps_per_domain: int = 40
 
 
@@ -255,9 +259,12 @@ def build_world(out, *, docs: int = 2000, seed: int = 0, tier: str = "basic", im
                                                           for k, png, caption, s in pair_items),
                                           per_shard=pairs_per_shard)
     counts.update(_build_eval(out / "eval", seed, tier, image_size, eval_sizes, lib, processes))
+    settings = world_settings(docs=docs, seed=seed, tier=tier, image_size=image_size, knobs=knobs, pairs=pairs,
+                              eval_sizes=eval_sizes, docs_per_shard=docs_per_shard, pairs_per_shard=pairs_per_shard)
     manifest = {
         "format": WORLD_FORMAT, "seed": seed, "tier": tier, "image_size": image_size, "knobs": asdict(knobs),
         "eval_sizes": asdict(eval_sizes), "docs_per_shard": docs_per_shard, "counts": counts,
+        "settings": settings, "content_sha256": content_digest(out),
         "classes": classification_classes(lib),
         "paths": {"corpus": "corpus.txt", "mmc4": "mmc4", "mmc4_images": "mmc4/images",
                   "alignment": "mmc4/alignment.jsonl", "obelics": "obelics", "pairs": "pairs",
@@ -267,6 +274,54 @@ def build_world(out, *, docs: int = 2000, seed: int = 0, tier: str = "basic", im
     (out / "world.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     log.info("built %s in %.1f s: %s", out, time.perf_counter() - started, counts)
     return manifest
+
+
+def world_settings(*, docs: int = 2000, seed: int = 0, tier: str = "basic", image_size: int = 32,
+                   knobs: WorldKnobs = WorldKnobs(), pairs: int | None = None, eval_sizes: EvalSizes = EvalSizes(),
+                   docs_per_shard: int = 250, pairs_per_shard: int = 500) -> dict:
+    """Every argument of :func:`build_world` that changes what it writes, as plain JSON (the world's
+    manifest records it; :func:`ensure_world` compares it)."""
+    return {"format": WORLD_FORMAT, "docs": docs, "seed": seed, "tier": tier, "image_size": image_size,
+            "knobs": asdict(knobs), "pairs": docs if pairs is None else pairs, "eval_sizes": asdict(eval_sizes),
+            "docs_per_shard": docs_per_shard, "pairs_per_shard": pairs_per_shard}
+
+
+def content_digest(folder: Path) -> str:
+    """SHA-256 over every file's relative path and bytes (``world.json`` aside): the content a run trained on."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "world.json"):
+        digest.update(f"{path.relative_to(folder).as_posix()}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def ensure_world(folder, *, progress: bool = False, processes: int | None = None, **settings) -> Path:
+    """The world for ``settings`` (:func:`world_settings`' arguments) in ``folder``, built unless a world
+    with exactly these settings is already there; a world built with others is replaced."""
+    folder = Path(folder)
+    manifest = folder / "world.json"
+    wanted = world_settings(**settings)
+    if manifest.is_file() and json.loads(manifest.read_text()).get("settings") == wanted:
+        return folder
+    if manifest.is_file():
+        log.warning("rebuilding %s: it holds a world built with other settings", folder)
+        shutil.rmtree(folder)
+    build_world(folder, progress=progress, processes=processes, **settings)
+    return folder
+
+
+def cached_world(root, *, progress: bool = False, processes: int | None = None, **settings) -> Path:
+    """:func:`ensure_world` in ``root/worlds/<name>``, the name spelling out the settings that differ from
+    the defaults, so that notebooks and reproductions sharing ``root`` share worlds."""
+    defaults, wanted = world_settings(), world_settings(**settings)
+    changed = {k: v for k, v in wanted.items() if v != defaults[k]}
+    flat = {**{k: v for k, v in changed.items() if not isinstance(v, dict)},
+            **{k: v for group in ("knobs", "eval_sizes") for k, v in changed.get(group, {}).items()
+               if v != defaults[group][k]}}
+    name = "world" + "".join(f"-{k}{v}" for k, v in sorted(flat.items()))
+    if len(name) > 120:  # many changed knobs: a digest keeps the folder name short
+        name = "world-" + hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
+    return ensure_world(Path(root) / "worlds" / name, progress=progress, processes=processes, **settings)
 
 
 def _build_eval(folder: Path, seed: int, tier: str, image_size: int, sizes: EvalSizes, lib,
@@ -280,8 +335,13 @@ def _build_eval(folder: Path, seed: int, tier: str, image_size: int, sizes: Eval
                          ("val", sizes.classification_val_per_class)):
             tasks += [("classification", split, cls, (f"cls/{split}/{cls}/{i}", "held_out", family, kind))
                       for i in range(n)]
-    for split, n in (("train", sizes.captions_train), ("val", sizes.captions_val), ("test", sizes.captions_test)):
-        tasks += [("captions", split, None, (f"cap/{split}/{i}", "held_out", None, None)) for i in range(n)]
+    caption_splits = {"coco": (("train", sizes.captions_train), ("val", sizes.captions_val),
+                               ("test", sizes.captions_test)),
+                      "flickr30k": (("train", sizes.flickr30k_train), ("test", sizes.flickr30k_test))}
+    for name, splits in caption_splits.items():
+        prefix = "cap" if name == "coco" else name  # the COCO stand-in keeps its images when F30k is added
+        tasks += [(name, split, None, (f"{prefix}/{split}/{i}", "held_out", None, None))
+                  for split, n in splits for i in range(n)]
     domains = {"in-domain": ("held_out", (None,)), "near-domain": ("near", ("shape",)),
                "out-domain": ("out", ("letter", "stamp") if lib.stamps else ("letter",))}
     for domain, (split, domain_families) in domains.items():
@@ -289,5 +349,5 @@ def _build_eval(folder: Path, seed: int, tier: str, image_size: int, sizes: Eval
                                             domain_families[i % len(domain_families)], None))
                   for i in range(sizes.nocaps_per_domain)]
     rendered = _parallel(make_eval_image, ((t[3], seed, tier, image_size) for t in tasks), processes)
-    return writers.write_eval_sets(folder, classes, ((t[0], t[1], t[2], png, scene)
-                                                     for t, (png, scene) in zip(tasks, rendered)))
+    return writers.write_eval_sets(folder, ((t[0], t[1], t[2], png, language.reference_captions(scene))
+                                            for t, (png, scene) in zip(tasks, rendered)), classes=classes)

@@ -21,8 +21,6 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .language import reference_captions
-
 MMC4_SHARD = "docs_shard_{i}_v2.jsonl"
 OBELICS_SCHEMA = pa.schema([("texts", pa.list_(pa.string())), ("images", pa.list_(pa.string())),
                             ("metadata", pa.string()), ("general_metadata", pa.string())])
@@ -132,43 +130,61 @@ def karpathy_tokens(sentence: str) -> list[str]:
     return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", sentence.lower())
 
 
-def write_eval_sets(folder: Path, classes: dict[str, str], items: Iterable[tuple]) -> dict[str, int]:
-    """``items``: (eval set, split or domain, class name, png bytes, scene) in a fixed order."""
+KARPATHY_SETS = {"coco": "captions", "flickr30k": "flickr30k"}  # caption set -> its folder under eval/
+
+
+def write_eval_sets(folder: Path, items: Iterable[tuple], *, classes: dict[str, str] | None = None) -> dict[str, int]:
+    """The evaluation sets in the real benchmarks' formats. ``items``: (eval set, split or NoCaps domain,
+    class name or None, png bytes, reference captions) in a fixed order; eval sets are
+    ``classification`` (ImageFolder), ``coco`` and ``flickr30k`` (Karpathy JSON; COCO also gets a
+    COCO-caption ``captions_val.json``) and ``nocaps``. ``classes`` (folder -> phrase) goes to
+    ``classification/classes.json`` for zero-shot prompts."""
     folder = Path(folder)
-    captions, nocaps = folder / "captions", folder / "nocaps"
-    for sub in (folder / "classification", captions / "images", nocaps / "images"):
-        sub.mkdir(parents=True, exist_ok=True)
-    (folder / "classification" / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
-    karpathy, nocaps_json = [], {"images": [], "annotations": []}
     counts = Counter()
-    for kind, split, cls, png, scene in items:
+    karpathy: dict[str, list] = {name: [] for name in KARPATHY_SETS}
+    nocaps, nocaps_json = folder / "nocaps", {"images": [], "annotations": []}
+    if classes is not None:
+        (folder / "classification").mkdir(parents=True, exist_ok=True)
+        (folder / "classification" / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+    for kind, split, cls, png, captions in items:
         if kind == "classification":
             target = folder / "classification" / split / cls
             target.mkdir(parents=True, exist_ok=True)
             (target / f"{counts[f'classification/{split}/{cls}']:05d}.png").write_bytes(png)
             counts[f"classification/{split}/{cls}"] += 1
             counts[f"classification_{split}"] += 1
-        elif kind == "captions":
-            image_id, filename = len(karpathy), f"{len(karpathy):05d}.png"
-            (captions / "images" / filename).write_bytes(png)
+        elif kind in karpathy:
+            entries, images = karpathy[kind], folder / KARPATHY_SETS[kind] / "images"
+            image_id, filename = len(entries), f"{len(entries):05d}.png"
+            images.mkdir(parents=True, exist_ok=True)
+            (images / filename).write_bytes(png)
             sentences = [{"raw": raw, "tokens": karpathy_tokens(raw), "imgid": image_id,
-                          "sentid": image_id * 5 + k} for k, raw in enumerate(reference_captions(scene))]
-            karpathy.append({"filepath": "images", "filename": filename, "imgid": image_id, "cocoid": image_id,
-                             "split": split, "sentences": sentences, "sentids": [s["sentid"] for s in sentences]})
-        else:
+                          "sentid": image_id * len(captions) + k} for k, raw in enumerate(captions)]
+            entries.append({"filepath": "images", "filename": filename, "imgid": image_id, "cocoid": image_id,
+                            "split": split, "sentences": sentences, "sentids": [s["sentid"] for s in sentences]})
+        elif kind == "nocaps":
             image_id, filename = len(nocaps_json["images"]), f"{len(nocaps_json['images']):05d}.png"
+            (nocaps / "images").mkdir(parents=True, exist_ok=True)
             (nocaps / "images" / filename).write_bytes(png)
             nocaps_json["images"].append({"id": image_id, "file_name": filename, "domain": split})
-            nocaps_json["annotations"] += [{"id": image_id * 5 + k, "image_id": image_id, "caption": caption}
-                                           for k, caption in enumerate(reference_captions(scene))]
-    (captions / "dataset_coco.json").write_text(json.dumps({"images": karpathy, "dataset": "coco"}) + "\n")
-    # COCO's captions_val2014.json holds both Karpathy val and test images; so does this one
-    held = [entry for entry in karpathy if entry["split"] != "train"]
-    coco = {"images": [{"id": e["cocoid"], "file_name": e["filename"]} for e in held],
-            "annotations": [{"id": s["sentid"], "image_id": e["cocoid"], "caption": s["raw"]}
-                            for e in held for s in e["sentences"]]}
-    (captions / "captions_val.json").write_text(json.dumps(coco) + "\n")
-    (nocaps / "nocaps_val.json").write_text(json.dumps(nocaps_json) + "\n")
+            nocaps_json["annotations"] += [{"id": image_id * len(captions) + k, "image_id": image_id,
+                                            "caption": caption} for k, caption in enumerate(captions)]
+        else:
+            raise ValueError(f"unknown evaluation set {kind!r}")
+    for name, entries in karpathy.items():
+        if entries:
+            (folder / KARPATHY_SETS[name] / f"dataset_{name}.json").write_text(
+                json.dumps({"images": entries, "dataset": name}) + "\n")
+    if karpathy["coco"]:  # COCO's captions_val2014.json holds both Karpathy val and test images; so does this one
+        held = [entry for entry in karpathy["coco"] if entry["split"] != "train"]
+        coco = {"images": [{"id": e["cocoid"], "file_name": e["filename"]} for e in held],
+                "annotations": [{"id": s["sentid"], "image_id": e["cocoid"], "caption": s["raw"]}
+                                for e in held for s in e["sentences"]]}
+        (folder / KARPATHY_SETS["coco"] / "captions_val.json").write_text(json.dumps(coco) + "\n")
+    if nocaps_json["images"]:
+        (nocaps / "nocaps_val.json").write_text(json.dumps(nocaps_json) + "\n")
     return {"classification_train": counts["classification_train"],
-            "classification_val": counts["classification_val"], "classification_classes": len(classes),
-            "caption_images": len(karpathy), "nocaps_images": len(nocaps_json["images"])}
+            "classification_val": counts["classification_val"],
+            "classification_classes": len({k.split("/")[2] for k in counts if k.startswith("classification/")}),
+            "caption_images": len(karpathy["coco"]), "flickr30k_images": len(karpathy["flickr30k"]),
+            "nocaps_images": len(nocaps_json["images"])}

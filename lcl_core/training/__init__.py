@@ -1,7 +1,8 @@
-"""Pre-training: one loop for LCL and the paper's baselines, resumable checkpoints, callbacks."""
+"""Pre-training: one loop for LCL and the paper's baselines, one run builder, resumable checkpoints."""
 
-from .callbacks import LivePlot, MetricsHistory
+from .callbacks import MetricsHistory
 from .config import TrainConfig
+from .runs import Run, RunSpec, open_run, prepare_run, train_run
 from .trainer import Trainer
 
-__all__ = ["LivePlot", "MetricsHistory", "TrainConfig", "Trainer"]
+__all__ = ["MetricsHistory", "Run", "RunSpec", "TrainConfig", "Trainer", "open_run", "prepare_run", "train_run"]

@@ -4,11 +4,10 @@
 Events, in order: ``on_train_start``, then per optimiser step ``on_step_end`` (every step), ``on_log``
 (every ``log_every`` steps, with collapse diagnostics in ``trainer.metrics``) and ``on_checkpoint``,
 then ``on_train_end``. The trainer's own outputs (progress bar, ``metrics.jsonl``, TensorBoard) are
-callbacks too, attached on rank 0 only. For a notebook::
+callbacks too, attached on rank 0 only. In a notebook, :class:`lcl_core.viz.LiveDashboard` redraws the
+training curves live::
 
-    plot = LivePlot(keys=("loss", "effective_rank"))
-    plot.attach(trainer)
-    trainer.run()
+    train_run(spec, root=out_dir, callbacks=[LiveDashboard(label="LCL")])
 """
 
 from __future__ import annotations
@@ -17,7 +16,9 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
+
+from ..diagnostics import metric_series
 
 EVENTS = ("on_train_start", "on_step_end", "on_log", "on_checkpoint", "on_train_end")
 
@@ -47,8 +48,7 @@ class MetricsHistory:
         return self
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
-        rows = [r for r in self.records if r.get(key) is not None]
-        return [r["step"] for r in rows], [r[key] for r in rows]
+        return metric_series(self.records, key)
 
 
 class JsonLinesWriter:
@@ -122,36 +122,3 @@ class ProgressBar:
         m = trainer.metrics
         self.bar.set_postfix(loss=f"{m['loss']:.4f}", img_s=f"{m['images_per_s']:.0f}",
                              tok_s=f"{m['tokens_per_s']:.0f}", refresh=False)
-
-
-class LivePlot:
-    """Redraws line plots of chosen metrics in a notebook cell every ``every`` logged records."""
-
-    def __init__(self, *, keys: Iterable[str] = ("loss", "effective_rank"), every: int = 10) -> None:
-        self.keys = tuple(keys)
-        self.every = every
-        self.history = MetricsHistory()
-
-    def attach(self, trainer) -> "LivePlot":
-        self.history.attach(trainer)
-        trainer.add_callback("on_log", self._maybe_draw)
-        trainer.add_callback("on_train_end", lambda t: self.draw())
-        return self
-
-    def _maybe_draw(self, trainer) -> None:
-        if len(self.history.records) % self.every == 0:
-            self.draw()
-
-    def draw(self) -> None:
-        import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
-
-        fig, axes = plt.subplots(1, len(self.keys), figsize=(4 * len(self.keys), 3), squeeze=False)
-        for ax, key in zip(axes[0], self.keys):
-            ax.plot(*self.history.series(key))
-            ax.set_title(key)
-            ax.set_xlabel("step")
-        fig.tight_layout()
-        clear_output(wait=True)
-        display(fig)
-        plt.close(fig)

@@ -6,6 +6,7 @@ Layout of one checkpoint (a folder under ``RUN/checkpoints/``)::
         model.safetensors   the weights
         state.pt            torch.save of plain data, loadable with ``weights_only=True``:
                             step, optimizer, schedule, rng (python, numpy, torch, cuda), data position,
+                            images / sequences / tokens seen per rank,
                             train_config, model_config
         manifest.json       step and the SHA-256 of the two files above, written last
 
@@ -18,7 +19,6 @@ previous one is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..data.fingerprint import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +78,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---- writing --------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     """Flush a file or folder to disk (a folder's fsync makes the names inside it durable)."""
     fd = os.open(path, os.O_RDONLY)
@@ -107,7 +101,7 @@ def save_checkpoint(folder: str | Path, *, step: int, weights: dict[str, torch.T
     partial.mkdir()
     save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(partial / WEIGHTS_FILE))
     torch.save(dict(state, step=step), partial / STATE_FILE)
-    files = {name: _sha256(partial / name) for name in (WEIGHTS_FILE, STATE_FILE)}
+    files = {name: file_digest(partial / name) for name in (WEIGHTS_FILE, STATE_FILE)}
     (partial / MANIFEST_FILE).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
     for name in (*files, MANIFEST_FILE):
         _fsync(partial / name)
@@ -148,7 +142,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     try:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
         for name, expected in manifest["sha256"].items():
-            if _sha256(path / name) != expected:
+            if file_digest(path / name) != expected:
                 raise CorruptCheckpointError(f"{name} does not match its SHA-256 in {MANIFEST_FILE}")
         weights = load_file(str(path / WEIGHTS_FILE))
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)

@@ -2,12 +2,13 @@
 
 Defaults follow the official LCL scripts (LCL-METHOD §4) where they exist; the kit's own choices are
 marked. ``batch_size`` counts sequences per rank per micro-batch (open_clip's ``--batch-size``), so
-the global batch of one optimiser step is ``batch_size × grad_accum_steps × world_size``.
+the global batch of one optimiser step is ``batch_size × grad_accum_steps × world_size``. Each field's
+``help`` is also its ``lcl pretrain`` flag's help (``--field-name``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import JsonConfig
 from ..objectives import OBJECTIVES, PretrainingObjective
@@ -16,40 +17,43 @@ PRECISIONS = ("auto", "bf16", "fp32")
 OFFICIAL_WARMUP_STEPS = 2000
 
 
+def _knob(default, help: str, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class TrainConfig(JsonConfig):
-    objective: str = "lcl"  # one of lcl_core.objectives.OBJECTIVES: the paper's Table 1 rows
-    steps: int = 1000  # optimiser steps
-    batch_size: int = 32  # sequences per rank per micro-batch
-    grad_accum_steps: int = 1
-    lr: float = 5e-4  # official: 5e-4 on LAION, 3e-4 on MMC4
-    # None: the official 2000 steps, but at most a tenth of the run (short CPU runs still decay)
-    warmup_steps: int | None = None
-    weight_decay: float = 0.2
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    grad_clip_norm: float | None = 1.0  # kit default; the official scripts do not clip (use None)
-    # loss weights; None keeps the objective's own (lcl: generation 1, contrastive λ = 0.1)
-    generation_weight: float | None = None
-    contrastive_weight: float | None = None
-    regression_weight: float | None = None
-    img_first_prob: float = 0.5  # paired data: chance of the image-first (captioning) layout
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    grad_checkpointing: bool = False
-    compile: bool = False  # torch.compile the model
-    seed: int = 0
-    log_every: int = 1  # steps between metric records (collapse diagnostics included)
-    save_every: int = 200  # steps between checkpoints (one is always written at the end)
-    keep_checkpoints: int = 2  # the latest and the one before it, the fallback for a corrupt latest
-    num_workers: int = 0  # DataLoader worker processes per rank
-    progress_bar: bool = True
-
-    @classmethod
-    def get_default_config(cls) -> "TrainConfig":
-        return cls()
+    objective: str = _knob("lcl", "the pre-training objective: lcl or a Table 1 baseline", choices=tuple(OBJECTIVES))
+    steps: int = _knob(1000, "optimiser steps")
+    batch_size: int = _knob(32, "sequences per process per micro-batch")
+    grad_accum_steps: int = _knob(1, "micro-batches per optimiser step", aliases=("--grad-accum",))
+    lr: float = _knob(5e-4, "peak learning rate (official: 5e-4 on LAION, 3e-4 on MMC4)")
+    warmup_steps: int | None = _knob(None, "warm-up steps (default: the official 2000, at most a tenth of the run)",
+                                     aliases=("--warmup",))
+    weight_decay: float = _knob(0.2, "AdamW weight decay (none on biases, norms and the logit scale)")
+    betas: tuple[float, float] = _knob((0.9, 0.98), "AdamW betas")
+    eps: float = _knob(1e-6, "AdamW epsilon")
+    grad_clip_norm: float | None = _knob(1.0, "max gradient norm, 0 for none (kit default; the official scripts "
+                                              "do not clip)", aliases=("--grad-clip",))
+    generation_weight: float | None = _knob(None, "weight of the generation loss (default: the objective's)")
+    contrastive_weight: float | None = _knob(None, "contrastive weight λ (default: the objective's; lcl 0.1)",
+                                             aliases=("--lambda",))
+    regression_weight: float | None = _knob(None, "weight of the Emu-style regression loss (default: the objective's)")
+    img_first_prob: float = _knob(0.5, "chance an image goes before its sentence (MMC4) or a pair is image-first")
+    precision: str = _knob("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
+    grad_checkpointing: bool = _knob(False, "activation checkpointing in the ViT and the bridge")
+    compile: bool = _knob(False, "torch.compile the model")
+    seed: int = _knob(0, "initial weights, data order and every random draw of the run")
+    log_every: int = _knob(1, "steps between metric records (collapse diagnostics included)")
+    save_every: int = _knob(200, "steps between checkpoints (one is always written at the end)")
+    keep_checkpoints: int = _knob(2, "checkpoints kept: the latest and the fallback for a corrupt latest")
+    num_workers: int = _knob(0, "DataLoader worker processes per rank", aliases=("--workers",))
+    progress_bar: bool = _knob(True, "a tqdm bar over optimiser steps", aliases=("--progress",))
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
+        if self.grad_clip_norm == 0:
+            self.grad_clip_norm = None
         self.validate()
 
     def validate(self) -> None:

@@ -1,10 +1,14 @@
-"""Which data each objective reads, and the resumable stream of batches the trainer consumes.
+"""Where batches come from: the sources, the resumable streams the trainer consumes, and mixing.
 
 Sources (``--data-source``) and their folder inside a world built by ``lcl data world --out DIR``:
 ``mmc4`` (interleaved), ``obelics`` (interleaved), ``pairs`` (LAION-style) and ``mmc4_pair`` (the
-matched pairs of MMC4, Table 1's CLIP input). ``--data`` may also point straight at a folder of real
-shards. Paired data is laid out per objective: the official sampled wrapper for the generative
-objectives, ``[<sot> caption <soi>]`` for CLIP, and both orders of every pair for CoCa.
+matched pairs of MMC4, Table 1's CLIP input); ``--data`` may also point straight at a folder of real
+shards. ``a+b`` mixes sources batch by batch (the paper's LAION + MMC4 row is ``mmc4+pairs``), in
+the ratio ``mix`` (batches of each per cycle, default one each). ``synthetic`` needs no files: the
+learnable in-memory batches of :mod:`lcl_core.training.synthetic`.
+
+Each objective reads its own source unless told otherwise, and paired data is laid out the way that
+objective needs (both from its entry in :data:`lcl_core.objectives.OBJECTIVES`).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from pathlib import Path
 
 from ..config import ModelConfig
 from ..data import MMC4Dataset, ObelicsDataset, PairedDataset, keep_latest, make_loader
+from ..objectives import objective_spec
 from ..tokenizer import Tokenizer
 from .config import TrainConfig
+from .synthetic import SyntheticBatches
 
 
 @dataclass(frozen=True)
@@ -31,10 +37,25 @@ SOURCES = {
     "pairs": Source(PairedDataset, "pairs", "paired webdataset tars"),
     "mmc4_pair": Source(PairedDataset, "mmc4_pair", "MMC4-Pair webdataset tars"),
 }
-DEFAULT_SOURCE = {"lcl": "mmc4", "contrastive": "mmc4_pair", "coca": "mmc4_pair", "generation": "mmc4",
-                  "generation_regression": "mmc4"}
-PAIR_LAYOUT = {"lcl": "sampled", "contrastive": "contrastive", "coca": "both", "generation": "sampled",
-               "generation_regression": "sampled"}
+SYNTHETIC = "synthetic"
+INTERLEAVED_READERS = (MMC4Dataset, ObelicsDataset)
+
+
+def source_names(source: str | None, objective: str) -> list[str]:
+    """``"mmc4+pairs"`` -> ``["mmc4", "pairs"]``; None -> the objective's own source. Unknown names raise."""
+    names = (source or objective_spec(objective).source).split("+")
+    unknown = [n for n in names if n not in SOURCES and n != SYNTHETIC]
+    if unknown or (SYNTHETIC in names and len(names) > 1):
+        raise ValueError(f"unknown data source {source!r}; choose from {', '.join([*SOURCES, SYNTHETIC])}, "
+                         "or join sources with '+' to mix them (e.g. mmc4+pairs)")
+    return names
+
+
+def synthetic_layout(objective: str) -> str:
+    """How :class:`SyntheticBatches` lays rows out for an objective: as documents when the objective reads
+    documents, else in the objective's pair layout."""
+    spec = objective_spec(objective)
+    return "interleaved" if SOURCES[spec.source].reader in INTERLEAVED_READERS else spec.pair_layout
 
 
 def resolve_source_folder(data: str | Path, source: str) -> Path:
@@ -62,7 +83,7 @@ def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_c
                    context_length=model_config.bridge.context_length, seed=config.seed, loop=True,
                    rank=rank, world_size=world_size)
     if spec.reader is PairedDataset:
-        options.update(layout=PAIR_LAYOUT[config.objective], img_first_prob=config.img_first_prob)
+        options.update(layout=objective_spec(config.objective).pair_layout, img_first_prob=config.img_first_prob)
     elif spec.reader is MMC4Dataset:
         options.update(img_first_prob=config.img_first_prob)
     return spec.reader(resolve_source_folder(data, source), tokenizer, **options)
@@ -91,19 +112,24 @@ class StreamBatches:
 
 
 class AlternatingBatches:
-    """Batches taken in turn from several streams (e.g. interleaved documents and pairs: the "mixed"
-    data of the ablations). The turn is part of the state, so a resumed run continues with the stream
-    that was next, exactly as the uninterrupted run would."""
+    """Batches taken in turn from several streams (e.g. interleaved documents and pairs), ``mix[i]``
+    batches of stream ``i`` per cycle. The position in the cycle is part of the state, so a resumed
+    run continues with the stream that was next, exactly as the uninterrupted run would."""
 
-    def __init__(self, streams) -> None:
+    def __init__(self, streams, *, mix: list[int] | None = None) -> None:
         self.streams = list(streams)
+        mix = list(mix or [1] * len(self.streams))
+        if len(mix) != len(self.streams) or min(mix) < 1:
+            raise ValueError(f"mix {mix} must give a positive number of batches for each of the {len(self.streams)} "
+                             "streams")
+        self.cycle = [i for i, count in enumerate(mix) for _ in range(count)]
         self.turn = 0
 
     def __iter__(self):
         iterators = [iter(s) for s in self.streams]
         while True:
-            batch = next(iterators[self.turn])
-            self.turn = (self.turn + 1) % len(iterators)
+            batch = next(iterators[self.cycle[self.turn]])
+            self.turn = (self.turn + 1) % len(self.cycle)
             yield batch
 
     def state(self) -> dict:
@@ -115,8 +141,14 @@ class AlternatingBatches:
             stream.resume_from(saved)
 
 
-def build_batches(*, data: str | Path, source: str | None, config: TrainConfig, model_config: ModelConfig,
-                  tokenizer: Tokenizer, rank: int, world_size: int) -> StreamBatches:
-    dataset = build_dataset(data=data, source=source or DEFAULT_SOURCE[config.objective], config=config,
-                            model_config=model_config, tokenizer=tokenizer, rank=rank, world_size=world_size)
-    return StreamBatches(dataset=dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+def build_batches(*, data: str | Path | None, source: str | None, config: TrainConfig, model_config: ModelConfig,
+                  tokenizer: Tokenizer, rank: int, world_size: int, mix: list[int] | None = None):
+    """The trainer's data: one stream, a mix of streams, or synthetic batches (see the module docstring)."""
+    names = source_names(source, config.objective)
+    if names == [SYNTHETIC]:
+        return SyntheticBatches(model_config=model_config, layout=synthetic_layout(config.objective),
+                                batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size)
+    streams = [StreamBatches(dataset=build_dataset(data=data, source=name, config=config, model_config=model_config,
+                                                   tokenizer=tokenizer, rank=rank, world_size=world_size),
+                             batch_size=config.batch_size, num_workers=config.num_workers) for name in names]
+    return streams[0] if len(streams) == 1 else AlternatingBatches(streams, mix=mix)

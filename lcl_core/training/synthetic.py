@@ -8,23 +8,23 @@ a two-rank run sees exactly the rows of a one-rank run with twice the batch size
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import torch
 
 from ..config import ModelConfig
-from ..sequences import image_block, pad_rows
+from ..data.paired import LAYOUTS as PAIR_LAYOUTS
+from ..sequences import interleaved_sequence, pad_rows, paired_sequence, special_tokens, text_query
 
 PHRASE_LENGTH = 4
-LAYOUTS = ("interleaved", "sampled", "contrastive", "both")
+LAYOUTS = ("interleaved", *PAIR_LAYOUTS)
 
 
 class SyntheticBatches:
-    """Layouts: ``interleaved`` ``[<sot> caption image caption image <eot>]`` (lcl, generation),
-    ``sampled`` one pair per row, image-first or text-first with even odds (the official LAION
-    layout), ``contrastive`` ``[<sot> caption <soi>]`` (CLIP), ``both`` a text-first and an
-    image-first row per pair (CoCa). A caption is its class's phrase repeated to ``caption_tokens``.
-    Implements the trainer's data protocol: iterate, ``state()``, ``resume_from``."""
+    """Layouts: ``interleaved`` ``[<sot> caption image caption image <eot>]`` (documents), or a pair
+    layout of :mod:`lcl_core.data.paired` (``sampled``: image-first or text-first with even odds, the
+    official LAION wrapper; ``image_first``; ``text_first``; ``contrastive`` ``[<sot> caption <soi>]``;
+    ``both``: a text-first and an image-first row per pair). Rows are built by
+    :mod:`lcl_core.sequences`, as the readers build them. A caption is its class's phrase repeated to
+    ``caption_tokens``. Implements the trainer's data protocol: iterate, ``state()``, ``resume_from``."""
 
     def __init__(self, *, model_config: ModelConfig, layout: str = "interleaved", batch_size: int, seed: int = 0,
                  num_classes: int = 8, caption_tokens: int = PHRASE_LENGTH, rank: int = 0,
@@ -33,8 +33,9 @@ class SyntheticBatches:
             raise ValueError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
         self.layout, self.batch_size, self.seed = layout, batch_size, seed
         self.rank, self.world_size = rank, world_size
-        self.tok = SimpleNamespace(**{f"{k}_id": v for k, v in model_config.special_ids.items()})
+        self.tok = special_tokens(model_config.special_ids)
         self.num_image_tokens = model_config.vision.num_patches
+        self.context_length = model_config.bridge.context_length
         size = model_config.vision.image_size
         g = torch.Generator().manual_seed(seed)
         self.prototypes = torch.randn(num_classes, 3, size, size, generator=g)
@@ -77,14 +78,13 @@ class SyntheticBatches:
         return {"images": torch.cat(images), "input_ids": pad_rows(ids, pad_id=self.tok.pad_id)}
 
     def _rows(self, classes: list[int], *, image_first: bool) -> list[list[int]]:
-        tok, block = self.tok, image_block(self.tok, self.num_image_tokens)
         caption = [self.captions[c] for c in classes]
-        text_first_row = [tok.sot_id] + caption[0] + block
-        image_first_row = block + caption[0] + [tok.eot_id]
+        shape = dict(num_image_tokens=self.num_image_tokens, context_length=self.context_length)
         if self.layout == "interleaved":
-            return [[tok.sot_id] + caption[0] + block + caption[1] + block + [tok.eot_id]]
-        if self.layout == "sampled":
-            return [image_first_row if image_first else text_first_row]
+            return [interleaved_sequence(self.tok, [caption[0], 0, caption[1], 1], **shape).ids]
         if self.layout == "contrastive":
-            return [[tok.sot_id] + caption[0] + [tok.soi_id]]
-        return [text_first_row, image_first_row]
+            return [text_query(self.tok, caption[0], context_length=self.context_length)]
+        if self.layout == "both":
+            return [paired_sequence(self.tok, caption[0], image_first=first, **shape) for first in (False, True)]
+        first = {"sampled": image_first, "image_first": True, "text_first": False}[self.layout]
+        return [paired_sequence(self.tok, caption[0], image_first=first, **shape)]

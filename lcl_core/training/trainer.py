@@ -27,13 +27,14 @@ from torch.nn.parallel import DistributedDataParallel
 from ..diagnostics import effective_rank, latent_variance
 from ..distributed import gather_rows, mean_over_ranks
 from ..model import LCLModel
+from ..objectives import LOSS_TERMS, objective_spec
 from .callbacks import CallbackList, JsonLinesWriter, ProgressBar, TensorBoardWriter
 from .checkpointing import capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .optim import CosineWithWarmup, build_optimizer
 from .runtime import Runtime, init_runtime
 
-LOSS_KEYS = ("loss", "generation_loss", "contrastive_loss", "regression_loss")
+LOSS_KEYS = ("loss", *(f"{term}_loss" for term in LOSS_TERMS))
 METRICS_FILE, CHECKPOINT_DIR, TENSORBOARD_DIR = "metrics.jsonl", "checkpoints", "tensorboard"
 
 
@@ -52,11 +53,16 @@ class Trainer:
         if config.grad_checkpointing:  # models are built without it
             self.model.set_grad_checkpointing(True)
         self.objective = config.build_objective()
+        missing = set(objective_spec(config.objective).heads) - set(model.config.pretraining_heads)
+        if missing:
+            raise ValueError(f"objective {config.objective!r} needs the model's pre-training heads {sorted(missing)}: "
+                             "set ModelConfig.pretraining_heads (the run builder does)")
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = CosineWithWarmup(optimizer=self.optimizer, base_lr=config.lr,
                                          warmup_steps=config.resolved_warmup_steps, total_steps=config.steps)
         self.forward_model = self._wrap(self.model)
         self.step = 0
+        self.seen = torch.zeros(3, dtype=torch.long)  # images, sequences, tokens this rank trained on so far
         self.metrics: dict[str, Any] = {}
         self.last_checkpoint: Path | None = None
         self.callbacks = CallbackList()
@@ -111,13 +117,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"][self.runtime.rank])
         self.data.resume_from(state["data"][self.runtime.rank])
+        self.seen = torch.tensor(state["seen"][self.runtime.rank], dtype=torch.long)
         self.step = checkpoint.step
         self.last_checkpoint = checkpoint.path
         return self.step
 
     def save_checkpoint(self) -> Path | None:
         """Collective: every rank contributes its RNG and data position; rank 0 writes."""
-        per_rank = {"rng": capture_rng_state(), "data": self.data.state()}
+        per_rank = {"rng": capture_rng_state(), "data": self.data.state(), "seen": self.seen.tolist()}
         if self.runtime.distributed:
             gathered = [None] * self.runtime.world_size
             dist.all_gather_object(gathered, per_rank)
@@ -130,6 +137,7 @@ class Trainer:
                              "total_steps": self.schedule.total_steps},
                 "rng": [g["rng"] for g in gathered],
                 "data": [g["data"] for g in gathered],
+                "seen": [g["seen"] for g in gathered],
                 "train_config": self.config.to_dict(),
                 "model_config": self.model.config.to_dict(),
             }
@@ -149,6 +157,7 @@ class Trainer:
         while self.step < self.config.steps:
             step_started = time.perf_counter()
             step_metrics, latents, counts = self._optimizer_step(batches)
+            self.seen += counts
             self.step += 1
             self.callbacks.trigger("on_step_end", self)
             if self.step % self.config.log_every == 0 or self.step == self.config.steps:
@@ -177,7 +186,8 @@ class Trainer:
             sync = self.forward_model.no_sync() if self.runtime.distributed and not last else contextlib.nullcontext()
             with sync:
                 with self.runtime.autocast():
-                    outputs = self.forward_model(images, input_ids)
+                    inputs = self.objective.model_inputs(self.model, images, input_ids)
+                    outputs = self.forward_model(images, input_ids, **inputs)
                     losses = self.objective(outputs)
                 (losses["loss"] / accum).backward()
             values = mean_over_ranks(torch.stack([losses[k].detach().float() for k in LOSS_KEYS])).tolist()
@@ -198,12 +208,12 @@ class Trainer:
     def _record(self, step_metrics, latents, counts, *, step_time: float, elapsed: float) -> dict[str, Any]:
         """Everything logged for one step; collective (all ranks call it at the same steps)."""
         all_latents, _ = gather_rows(latents.float())
-        counts = counts.to(self.runtime.device)
+        counts = torch.cat([counts, self.seen]).to(self.runtime.device)
         accuracy = torch.tensor(step_metrics["contrastive_accuracy"], device=self.runtime.device)
         if self.runtime.distributed:
             dist.all_reduce(counts)
             accuracy = mean_over_ranks(accuracy)
-        images, sequences, tokens = counts.tolist()
+        images, sequences, tokens, images_seen, sequences_seen, tokens_seen = counts.tolist()
         return {
             "step": self.step,
             **{k: step_metrics[k] for k in (*LOSS_KEYS, "num_pairs", "logit_scale", "lr", "grad_norm")},
@@ -213,6 +223,9 @@ class Trainer:
             "images": images,
             "sequences": sequences,
             "tokens": tokens,
+            "images_seen": images_seen,  # since step 0, all ranks (exact whatever log_every is)
+            "sequences_seen": sequences_seen,
+            "tokens_seen": tokens_seen,
             "step_time_s": step_time,
             "images_per_s": images / step_time,
             "tokens_per_s": tokens / step_time,

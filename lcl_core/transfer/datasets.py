@@ -240,3 +240,21 @@ def _caption_benchmark(karpathy_json: Path) -> CaptionBenchmark:
         held_out = {p.resolve() for p in references.paths}
         train = train.subset([i for i, p in enumerate(train.paths) if p.resolve() not in held_out])
     return CaptionBenchmark(name=name, train=train, test=test, caption_references=references)
+
+
+def probe_images(eval_root: str | Path, *, image_size: int, per_class: int = 1, max_classes: int | None = None):
+    """Held-out images (never seen in pre-training) for looking at a model: ``per_class`` validation
+    images of each of the first ``max_classes`` classes of the classification set under ``eval_root``
+    -> (images [M, 3, H, W], labels [M], class names)."""
+    import torch
+
+    from .features import ImageSet
+
+    bench = find_eval_sets(eval_root).classification
+    if bench is None:
+        raise FileNotFoundError(f"no classification set under {eval_root}")
+    split = bench.val
+    classes = range(len(split.classes))[:max_classes]
+    chosen = [i for c in classes for i in [j for j, label in enumerate(split.labels) if label == c][:per_class]]
+    images = ImageSet(paths=[split.paths[i] for i in chosen], image_size=image_size).load(range(len(chosen)))
+    return images, torch.tensor([split.labels[i] for i in chosen]), [split.class_names[c] for c in classes]

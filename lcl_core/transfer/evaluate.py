@@ -20,7 +20,8 @@ from torch import nn
 from ..tokenizer import Tokenizer
 from .datasets import (NOCAPS_DOMAINS, CaptionBenchmark, CaptionedImages, ClassificationBenchmark, EvalSets,
                        find_eval_sets)
-from .features import FeatureCache, ImageSet, extract, patchify, weights_fingerprint
+from ..images import patchify
+from .features import FeatureCache, ImageSet, extract, weights_fingerprint
 from .heads import (CachedTokens, EncoderTokens, TokenSource, TransferSettings, encode_captions,
                     train_captioner, train_classifier, train_retrieval)
 from .metrics import caption_scores, retrieval_recall, topk_accuracy
@@ -136,11 +137,10 @@ class _Runner:
             for bench in sets.caption_sets:
                 self.log(f"[{encoder.name}] retrieval {bench.name}")
                 yield self.retrieval(encoder, bench)
-        if "cap" in tasks and is_model:
-            nocaps_source = _nocaps_source(sets.caption_sets) if sets.nocaps else None
-            for bench in sets.caption_sets:
-                self.log(f"[{encoder.name}] captioning {bench.name}")
-                yield from self.captioning(encoder, bench, sets.nocaps if bench is nocaps_source else None)
+        if "cap" in tasks and is_model and sets.caption_sets:
+            bench = _captioning_set(sets.caption_sets)
+            self.log(f"[{encoder.name}] captioning {bench.name}")
+            yield from self.captioning(encoder, bench, sets.nocaps)
         if "zeroshot" in tasks and is_model:
             self.log(f"[{encoder.name}] zero-shot")
             yield from self.zeroshot(encoder, sets)
@@ -271,6 +271,7 @@ def _caption_splits(*, train: CaptionedImages, test: CaptionedImages) -> dict[st
             "test_images": len(test), "test_captions": test.num_captions}
 
 
-def _nocaps_source(caption_sets: Sequence[CaptionBenchmark]) -> CaptionBenchmark | None:
-    """NoCaps is scored with the captioner trained on COCO (the first caption set if none is named so)."""
-    return next((b for b in caption_sets if b.name == "coco"), caption_sets[0] if caption_sets else None)
+def _captioning_set(caption_sets: Sequence[CaptionBenchmark]) -> CaptionBenchmark:
+    """Captioning is trained and scored on COCO, as in Table 1 (the first caption set if none is named so),
+    and NoCaps is scored with that same captioner; the other caption sets serve retrieval."""
+    return next((b for b in caption_sets if b.name == "coco"), caption_sets[0])

@@ -51,12 +51,6 @@ def weights_fingerprint(module: nn.Module) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def patchify(images: torch.Tensor, *, patch_size: int) -> torch.Tensor:
-    """Raw-pixel "features": images [B, 3, H, W] -> non-overlapping patches [B, N, 3·p·p]."""
-    patches = images.unfold(2, patch_size, patch_size).unfold(3, patch_size, patch_size)  # B,3,h,w,p,p
-    return patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
-
-
 @torch.no_grad()
 def extract(encode: Callable[[torch.Tensor], torch.Tensor], images: ImageSet, *, batch_size: int) -> torch.Tensor:
     """``encode`` over the whole set in batches -> [len(images), ...] float32."""

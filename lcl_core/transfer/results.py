@@ -50,6 +50,17 @@ TABLE1_COLUMNS = (
     ("COCO CIDEr", "cap", "coco", "cider"),
     ("NoCaps CIDEr", "cap", "nocaps", "cider"),
 )
+# Table 1 of the paper (frozen transfer, ViT-L/14 pre-trained from scratch on MMC4 or pairs extracted from
+# it), LCL-METHOD §6: row -> {column header of TABLE1_COLUMNS: value}
+PAPER_TABLE1 = {row: dict(zip((c[0] for c in TABLE1_COLUMNS), values)) for row, values in {
+    "CLIP": (74.8, 46.4, 32.5, 76.2, 60.0, 23.9, 82.9, 78.4),
+    "CoCa": (75.4, 48.6, 34.3, 76.5, 61.9, 23.7, 84.8, 80.5),
+    "BLIP2": (74.5, 46.5, 31.3, 74.9, 57.8, 23.7, 82.9, 78.1),
+    "BEiT3": (73.3, 45.1, 30.6, 73.2, 57.1, 23.3, 81.4, 76.7),
+    "Flamingo-style": (24.0, 10.6, 5.6, 17.7, 10.8, 8.7, 18.1, 18.5),
+    "Emu-style": (5.7, 2.3, 1.4, 4.8, 2.7, 0.3, 4.4, 4.6),
+    "LCL": (75.2, 48.5, 34.5, 76.3, 60.4, 24.4, 87.5, 82.5),
+}.items()}
 ZEROSHOT_COLUMNS = (
     ("IN-1k top-1", "zeroshot-cls", None, "top1"),
     ("COCO TR@1", "zeroshot-ret", "coco", "tr@1"),
@@ -132,6 +143,24 @@ def _lookup(tasks: Mapping[str, Any], task: str, dataset: str | None, metric: st
         if entry["task"] == task and (dataset is None or entry["dataset"] == dataset) and metric in entry["metrics"]:
             return entry["metrics"][metric]
     return None
+
+
+def column_value(results: Mapping[str, Any], encoder: str, header: str,
+                 columns: Sequence[tuple] = TABLE1_COLUMNS) -> dict | None:
+    """The ``{"mean", "std", "per_seed"}`` entry of one encoder under a column header, or None."""
+    (_, task, dataset, metric), = [c for c in columns if c[0] == header]
+    return _lookup(results["encoders"][encoder]["tasks"], task, dataset, metric)
+
+
+def merge_results(evaluations: Mapping[str, Mapping[str, Any]]) -> dict:
+    """One results document from several evaluations: each one's ``checkpoint`` encoder under its label,
+    the calibration baselines (random-init, raw pixels) once, from the first evaluation that has them."""
+    merged = dict(next(iter(evaluations.values())), encoders={})
+    for label, evaluation in evaluations.items():
+        for encoder, entry in evaluation["encoders"].items():
+            merged["encoders"].setdefault(label if encoder == "checkpoint" else encoder, entry)
+    validate_results(merged)
+    return merged
 
 
 def _cell(value) -> str:

@@ -47,3 +47,12 @@ def zeroshot_retrieval(image_latents: torch.Tensor, caption_features: torch.Tens
                        caption_owner: torch.Tensor) -> dict[str, float]:
     """image_latents [n_images, D], caption_features [n_captions, D] (unit) -> TR/IR@1/5/10 (%)."""
     return retrieval_recall(image_latents @ caption_features.T, caption_owner)
+
+
+@torch.no_grad()
+def rank_images(model: nn.Module, tokenizer: Tokenizer, queries: Sequence[str], images: torch.Tensor, *,
+                k: int = 3) -> torch.Tensor:
+    """Zero-shot text-to-image search: for each query, the indices [len(queries), k] of the ``images``
+    [M, 3, H, W] whose latents lie closest to the query's ``<soi>`` feature."""
+    latents = model.encode_image(images, normalize=True)
+    return (encode_texts(model, tokenizer, queries) @ latents.T).topk(k, dim=1).indices

@@ -1,0 +1,168 @@
+"""What a reproduction writes: ``results.json`` (deterministic), ``timing.json``, ``table1.md`` in the
+paper's layout, ``claims.md`` / ``claims.json`` and the figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..transfer.results import TABLE1_COLUMNS
+from .claims import RANDOM
+
+HEADERS = [c[0] for c in TABLE1_COLUMNS]
+
+
+def write_report(results: dict, timing: dict, folder: str | Path) -> Path:
+    folder = Path(folder)
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True) + "\n")
+    (folder / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+    (folder / "claims.json").write_text(json.dumps(results["claims"], indent=1) + "\n")
+    (folder / "table1.md").write_text(table_markdown(results, timing))
+    (folder / "claims.md").write_text(claims_markdown(results))
+    plot_columns(results, folder / "figures" / "table1_columns.png")
+    plot_collapse(results, folder / "figures" / "latent_collapse.png")
+    return folder
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def cell(entry: dict | None) -> str:
+    """``mean ± half-width (rank) · paper value (rank)``; the half-width is the 95 % interval over seeds."""
+    if entry is None:
+        return "—"
+    spread = "" if entry["n"] < 2 else f" ± {_number(entry['high'] - entry['mean'])}"
+    text = f"{_number(entry['mean'])}{spread}"
+    if entry.get("rank"):
+        text += f" ({entry['rank']})"
+    if entry.get("paper") is not None:
+        text += f" · {_number(entry['paper'])} ({entry['paper_rank']})"
+    return text
+
+
+def table_markdown(results: dict, timing: dict) -> str:
+    recipe, summary = results["recipe"], results["summary"]
+    lines = [
+        f"# Table 1, reproduced at small scale: profile `{results['profile']}`", "",
+        "Frozen transfer of encoders pre-trained from scratch on the kit's offline world. Each cell: the kit's "
+        f"mean over {len(recipe['seeds'])} pre-training seeds {recipe['seeds']} ± the half-width of its 95 % "
+        "t-interval, (rank among the paper's seven rows) · the paper's value (its rank). Values in %; CIDEr and "
+        "BLEU-4 ×100. Absolute values are not comparable with the paper's (a ~3M-parameter model trained for "
+        "minutes against ViT-L/14 on billions of images); the orderings are what is reproduced.", "",
+        f"- command: `{results['command']}`",
+        f"- commit: `{results['commit']}`; machine: {results['machine']['processor']}, "
+        f"{results['machine']['cpus']} threads, torch {results['machine']['torch']}, {results['machine']['device']}",
+        f"- wall time: {_minutes(timing.get('total_s'))} in all (world {_minutes(timing.get('world_s'))}; "
+        "per run and evaluation in `timing.json`)",
+        f"- recipe: `{recipe['preset']}`, {recipe['steps']} steps, {recipe['document_batch']} documents per step "
+        f"({recipe['images_per_document_row']:.2f} images per row) or {recipe['pair_batch']} pairs per step, "
+        f"lr {recipe['lr']}, world seed {recipe['world_seed']} ({results['world']['counts']['documents']} documents, "
+        f"{results['world']['counts']['pairs']} pairs); see `docs/results/table1/recipe.md`",
+        "- split sizes: " + "; ".join(f"{key}: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
+                                     for key, sizes in results["split_sizes"].items()), "",
+        "| method (objective) | data | " + " | ".join(HEADERS) + " |",
+        "|---|---|" + "---|" * len(HEADERS)]
+    for label, row in results["rows"].items():
+        data = {"mmc4": "MMC4", "mmc4_pair": "MMC4-Pair", "pairs": "LAION-style pairs", None: "—"}[row["source"]]
+        lines.append(f"| {label} | {data} | " + " | ".join(cell(summary[label][h]) for h in HEADERS) + " |")
+    lines += ["", "Distinct images seen per run (matched across rows; CoCa encodes each image twice, once per "
+              "layout) and tokens:", ""]
+    for label, row in results["rows"].items():
+        if row["objective"]:
+            seen = [s["images_seen"] for s in row["seeds"].values()]
+            tokens = [s["tokens_seen"] for s in row["seeds"].values()]
+            lines.append(f"- {label}: {min(seen):,}–{max(seen):,} images, {min(tokens):,}–{max(tokens):,} tokens")
+    lines += ["", "## Verdicts", ""] + [f"- **{c['verdict']}** — {c['statement']}"
+                                       + (f" ({c['reason']})" if c["reason"] else "")
+                                       for c in results["claims"]["claims"]]
+    return "\n".join(lines) + "\n"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def claims_markdown(results: dict) -> str:
+    lines = [f"# Claims of the paper, judged on profile `{results['profile']}`", "",
+             "Rules fixed in `lcl_core/reproduce/claims.py` before the run: per column, the paired difference "
+             "over pre-training seeds (first row − second row, mean and 95 % t-interval); a *greater* claim is "
+             "supported where the interval lies above 0, an *equivalent* claim where it lies inside ±margin. "
+             "A claim holds when every column supports it, fails when any column contradicts it, and is "
+             "inconclusive otherwise (or when a precondition does not hold).", ""]
+    for section, title in (("preconditions", "Is the comparison meaningful?"), ("claims", "The paper's claims")):
+        lines += [f"## {title}", ""]
+        for claim in results["claims"][section]:
+            margin = f", margin ±{claim['margin']}" if claim["margin"] else ""
+            lines += [f"### {claim['verdict'].upper()}: {claim['statement']}", "",
+                      f"{claim['first']} − {claim['second']} ({claim['kind']}{margin})"
+                      + (f" — {claim['reason']}" if claim["reason"] else ""), "",
+                      "| column | mean difference | 95 % interval | per seed | call |", "|---|---|---|---|---|"]
+            for column, entry in claim["columns"].items():
+                d = entry.get("difference")
+                if d is None:
+                    lines.append(f"| {column} | — | — | — | {entry['call']} ({entry['reason']}) |")
+                    continue
+                per_seed = ", ".join(_number(v) for v in d["per_seed"])
+                lines.append(f"| {column} | {_number(d['mean'])} | [{_number(d['low'])}, {_number(d['high'])}] | "
+                             f"{per_seed} | {entry['call']} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def plot_columns(results: dict, path: Path) -> None:
+    """One panel per Table 1 column: the kit's rows (mean, 95 % interval) and the paper's values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(results["rows"])
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8))
+    for ax, header in zip(axes.flat, HEADERS):
+        entries = [results["summary"][label][header] for label in labels]
+        means = [e["mean"] if e else 0.0 for e in entries]
+        errors = [0.0 if not e or e["n"] < 2 else e["high"] - e["mean"] for e in entries]
+        ax.bar(range(len(labels)), means, yerr=errors, capsize=3, color="tab:blue", label="kit (95 % CI)")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(header)
+        ax.set_ylabel("kit")
+        paper = ax.twinx()
+        marked = [(i, e["paper"]) for i, e in enumerate(entries) if e and e.get("paper") is not None]
+        paper.plot([i for i, _ in marked], [v for _, v in marked], "o", color="tab:orange", label="paper")
+        paper.set_ylabel("paper", color="tab:orange")
+    axes.flat[0].legend(loc="upper left", fontsize=7)
+    fig.suptitle(f"Table 1 reproduced (profile {results['profile']}, seeds {results['recipe']['seeds']}): "
+                 "kit bars, paper dots")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_collapse(results: dict, path: Path) -> None:
+    """Latent variance and effective rank of the training batch's image latents over training, per row
+    (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key, title in zip(axes, ("latent_variance", "effective_rank"),
+                              ("variance of normalised image latents", "effective rank of image latents")):
+        for label, row in results["rows"].items():
+            if label == RANDOM:
+                continue
+            curves = [seed["curves"][key] for seed in row["seeds"].values() if seed["curves"].get(key)]
+            if not curves:
+                continue
+            points = [(step, [c[i][1] for c in curves if c[i][1] is not None]) for i, (step, _) in enumerate(curves[0])]
+            points = [(step, sum(values) / len(values)) for step, values in points if values]
+            ax.plot([step for step, _ in points], [value for _, value in points], label=label)
+        ax.set(title=title, xlabel="optimiser step", ylabel=key.replace("_", " "))
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
