@@ -187,7 +187,7 @@ class PretrainingObjective(nn.Module):
         if w.generation_on_image_first_rows_only:
             keep = outputs["image_first_rows"][outputs["gen_rows"]]
             logits, labels = logits[keep], labels[keep]
-        zero = _connected_zero(outputs["pair_latents"], outputs["pair_context"], logits)
+        zero = _connected_zero(outputs["pair_latents"], outputs["pair_context"], logits, outputs["logit_scale"])
         terms = dict.fromkeys(LOSS_TERMS, zero)
         if w.generation:
             terms["generation"] = cross_entropy_loss(logits, labels)

@@ -20,7 +20,7 @@ from lcl_core.data.world import agreement
 
 DETAIL_SUBSETS = [d for k in range(len(OPTIONAL_DETAILS) + 1) for d in itertools.combinations(OPTIONAL_DETAILS, k)]
 SMALL_EVAL = EvalSizes(classification_train_per_class=2, classification_val_per_class=1, captions_train=6,
-                       captions_val=3, captions_test=3, nocaps_per_domain=4)
+                       captions_val=3, captions_test=3, flickr30k_train=4, flickr30k_test=3, nocaps_per_domain=4)
 
 
 def tiny_world(folder, seed=0, docs=40, processes=1, **options):
@@ -158,6 +158,12 @@ def test_eval_sets_formats_and_held_out_instances(world):
     assert (folder / "eval/captions" / entry["filepath"] / entry["filename"]).is_file()
     coco = json.loads((folder / "eval/captions/captions_val.json").read_text())
     assert len(coco["images"]) == 6 and len(coco["annotations"]) == 30
+    flickr = json.loads((folder / "eval/flickr30k/dataset_flickr30k.json").read_text())
+    assert flickr["dataset"] == "flickr30k" and [sum(e["split"] == s for e in flickr["images"])
+                                                 for s in ("train", "test")] == [4, 3]
+    coco_pixels, flickr_pixels = ({hashlib.sha256(p.read_bytes()).digest() for p in (folder / "eval" / name / "images")
+                                   .iterdir()} for name in ("captions", "flickr30k"))
+    assert not coco_pixels & flickr_pixels, "the Flickr30k stand-in must hold other images than the COCO one"
     nocaps = json.loads((folder / "eval/nocaps/nocaps_val.json").read_text())
     assert [sum(i["domain"] == d for i in nocaps["images"]) for d in ("in-domain", "near-domain", "out-domain")] == [4, 4, 4]
     # held out: no evaluation image is a pre-training image, and out-domain letters never occur in the text
@@ -178,3 +184,17 @@ def test_real_tier_adds_garments_and_stamps(tmp_path):
     assert "fashion_ankle_boot" in manifest["classes"] and manifest["tier"] == "real"
     alignment = (tmp_path / "mmc4" / "alignment.jsonl").read_text()
     assert '"family": "fashion"' in alignment or '"family": "stamp"' in alignment
+
+
+def test_lcl_data_world_sets_knobs_and_evaluation_sizes(tmp_path):
+    from lcl_core.cli import main as lcl
+    from lcl_core.data.cli import world_flags
+    from lcl_core.data.world import WorldKnobs
+
+    knobs, sizes = WorldKnobs(sentences_median=8.0), EvalSizes(classification_val_per_class=2, flickr30k_test=3)
+    flags = world_flags(knobs, sizes)
+    assert flags == "--sentences-median 8.0 --classification-val-per-class 2 --flickr30k-test 3"
+    assert lcl(["data", "world", "--out", str(tmp_path), "--docs", "6", "--processes", "1", *flags.split()]) == 0
+    manifest = json.loads((tmp_path / "world.json").read_text())
+    assert manifest["knobs"]["sentences_median"] == 8.0 and manifest["eval_sizes"]["flickr30k_test"] == 3
+    assert manifest["settings"]["eval_sizes"]["classification_val_per_class"] == 2 and manifest["content_sha256"]

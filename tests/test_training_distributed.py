@@ -10,6 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lcl_core.objectives import OBJECTIVES
+
 from training_helpers import losses, pretrain_command, run_quietly
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
@@ -31,3 +33,14 @@ def test_two_process_gloo_run_matches_one_process_with_the_same_global_batch(tmp
     for name, tensor in weights_one.items():
         torch.testing.assert_close(weights_two[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", [name for name in OBJECTIVES if name != "lcl"])
+def test_every_objective_trains_under_ddp(tmp_path, objective):
+    """Every parameter of every objective's forward gets a gradient (DDP refuses otherwise), the
+    masked and matching forwards included; two steps on two gloo processes."""
+    run = tmp_path / objective
+    run_quietly(pretrain_command(run, "--steps", "2", "--objective", objective, "--batch-size", "4",
+                                 "--save-every", "2", launcher=TORCHRUN))
+    assert set(losses(run)) == {1, 2} and (run / "final" / "model.safetensors").is_file()

@@ -60,7 +60,9 @@ def table_markdown(results: dict, timing: dict) -> str:
         f"- recipe: `{recipe['preset']}`, {recipe['steps']} steps, {recipe['document_batch']} documents per step "
         f"({recipe['images_per_document_row']:.2f} images per row) or {recipe['pair_batch']} pairs per step, "
         f"lr {recipe['lr']}, world seed {recipe['world_seed']} ({results['world']['counts']['documents']} documents, "
-        f"{results['world']['counts']['pairs']} pairs); see `docs/results/table1/recipe.md`",
+        f"{results['world']['counts']['pairs']} pairs); heads per encoder and task "
+        + ", ".join(f"{task} {count}" for task, count in recipe["head_seeds"].items())
+        + " (each number their mean); see `docs/results/table1/recipe.md`",
         "- split sizes: " + "; ".join(f"{key}: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
                                      for key, sizes in results["split_sizes"].items()), "",
         "| method (objective) | data | " + " | ".join(HEADERS) + " |",

@@ -54,7 +54,6 @@ from .claims import RANDOM, judge_all
 from .stats import binomial_half_width, interval
 
 SCHEMA = "lcl-reproduction/1"
-TASKS = ("cls", "ret", "cap")
 FINAL_LOSSES = ("loss", "generation_loss", "contrastive_loss", "regression_loss", "matching_loss",
                 "masked_text_loss", "masked_image_loss", "contrastive_accuracy")
 
@@ -86,6 +85,7 @@ class Profile:
     lr: float
     seeds: tuple[int, ...]
     transfer: TransferSettings  # the frozen-transfer heads, the same for every row
+    head_seeds: dict  # task (cls, ret, cap) -> heads trained per encoder; the number is their mean
     log_every: int
     save_every: int
     jobs: int = 1  # units (row × seed) trained at once, each in its own process
@@ -99,16 +99,16 @@ PROFILES = {
             classification_train_per_class=2, classification_val_per_class=1, captions_train=8, captions_val=2,
             captions_test=6, flickr30k_train=8, flickr30k_test=6, nocaps_per_domain=2)),
         preset="tiny-fast", vocab_size=1024, steps=3, document_batch=4, lr=1e-3, seeds=(0, 1),
-        transfer=TransferSettings(cls_epochs=1, ret_epochs=1, cap_epochs=1), log_every=1, save_every=2, jobs=2,
-        measure_batches=3),
+        transfer=TransferSettings(cls_epochs=1, ret_epochs=1, cap_epochs=1), head_seeds={"cls": 2, "ret": 1, "cap": 1},
+        log_every=1, save_every=2, jobs=2, measure_batches=3),
     "cpu": Profile(
         name="cpu", description="the claims on this 2-core CPU machine in at most 90 minutes",
         world=dict(docs=6000, pairs=20000, knobs=WorldKnobs(sentences_median=8.0), eval_sizes=EvalSizes(
             classification_train_per_class=40, classification_val_per_class=80, captions_train=400,
             captions_val=100, captions_test=300, flickr30k_train=400, flickr30k_test=300, nocaps_per_domain=60)),
         preset="tiny-fast", vocab_size=4096, steps=700, document_batch=32, lr=1e-3, seeds=(0, 1, 2),
-        transfer=TransferSettings(cls_epochs=40, ret_epochs=30, cap_epochs=25), log_every=10, save_every=100,
-        jobs=2),
+        transfer=TransferSettings(cls_epochs=40, ret_epochs=20, cap_epochs=25),
+        head_seeds={"cls": 5, "ret": 3, "cap": 1}, log_every=10, save_every=100, jobs=2),
     "gpu": Profile(
         name="gpu", description="a larger configuration of the same table for one GPU (not yet run: no device "
                                 "was lent to the session that wrote it)",
@@ -117,7 +117,7 @@ PROFILES = {
                                         captions_train=1000, captions_val=200, captions_test=1000,
                                         flickr30k_train=1000, flickr30k_test=1000, nocaps_per_domain=150)),
         preset="tiny", vocab_size=4096, steps=3000, document_batch=64, lr=1e-3, seeds=(0, 1, 2),
-        transfer=TransferSettings(), log_every=20, save_every=500),
+        transfer=TransferSettings(), head_seeds={"cls": 5, "ret": 3, "cap": 1}, log_every=20, save_every=500),
 }
 
 
@@ -166,10 +166,11 @@ def row_spec(base: RunSpec, row: Row, seed: int, pair_batch: int, document_batch
 @dataclass
 class Progress:
     """One line per finished unit (a run and its evaluation) with elapsed time and an ETA from the units
-    done so far (reused units count as free)."""
+    done so far (reused units count as free; ``jobs`` units run at once)."""
 
     total: int
     write: Callable[[str], None]
+    jobs: int = 1
     started: float = field(default_factory=time.perf_counter)
     done: int = 0
     timed: list[float] = field(default_factory=list)
@@ -180,7 +181,7 @@ class Progress:
             self.timed.append(seconds)
         elapsed = time.perf_counter() - self.started
         left = self.total - self.done
-        eta = (sum(self.timed) / len(self.timed)) * left if self.timed else 0.0
+        eta = (sum(self.timed) / len(self.timed)) * left / self.jobs if self.timed else 0.0
         status = "reused" if reused else f"{seconds:.0f} s"
         self.write(f"[{self.done}/{self.total}] {what}: {status} · elapsed {_clock(elapsed)} · ETA {_clock(eta)}")
 
@@ -190,15 +191,24 @@ def _clock(seconds: float) -> str:
 
 
 def evaluate_cached(out: Path, key: str, model, tokenizer, eval_root: Path, *, seed: int,
-                    settings: TransferSettings) -> tuple[dict, bool]:
+                    settings: TransferSettings, head_seeds: dict[str, int]) -> tuple[dict, bool]:
     """The frozen-transfer results of one encoder, computed once per (encoder, evaluation) and kept in
-    ``out/evaluations/``: -> (results without their creation time, reused)."""
-    digest = hashlib.sha256(json.dumps([key, seed, settings.to_dict(), list(TASKS)]).encode()).hexdigest()[:20]
+    ``out/evaluations/``: -> (results without their creation time, reused). Each task's heads are
+    trained with ``head_seeds[task]`` seeds from ``seed`` on, and each metric is their mean."""
+    digest = hashlib.sha256(json.dumps([key, seed, settings.to_dict(), head_seeds]).encode()).hexdigest()[:20]
     path = out / "evaluations" / f"{digest}.json"
     if path.is_file():
         return json.loads(path.read_text()), True
-    results = evaluate(model, tokenizer, eval_root, tasks=TASKS, baselines=(), seed=seed, num_seeds=1,
+    results = None
+    for task, count in head_seeds.items():
+        one = evaluate(model, tokenizer, eval_root, tasks=(task,), baselines=(), seed=seed, num_seeds=count,
                        settings=settings, checkpoint_source=key)
+        if results is None:
+            results = dict(one, protocol=dict(one["protocol"], tasks=list(head_seeds), seeds=None,
+                                              seeds_per_task={}))
+        else:
+            results["encoders"]["checkpoint"]["tasks"].update(one["encoders"]["checkpoint"]["tasks"])
+        results["protocol"]["seeds_per_task"][task] = one["protocol"]["seeds"]
     results.pop("created_utc")  # the report is a function of the runs alone
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".partial")
@@ -220,7 +230,7 @@ def reproduce_table1(*, profile: str = "cpu", seeds: Sequence[int] | None = None
     command = (f"lcl reproduce table1 --profile {profile} --seeds {' '.join(map(str, seeds))} "
                f"--world-seed {world_seed} --out {out}" + (f" --report {report_dir}" if report_dir != out / "report"
                                                            else ""))
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), _commit()  # the code as it was when the reproduction started
     progress(f"$ {command}")
     image_size = get_preset(recipe.preset).vision.image_size
     world = cached_world(out, seed=world_seed, image_size=image_size, **recipe.world)
@@ -238,16 +248,17 @@ def reproduce_table1(*, profile: str = "cpu", seeds: Sequence[int] | None = None
                                          "seeds": {}} for row in ROWS}
     units = [Unit(row=row, seed=seed, spec=None if row.objective is None else
                   row_spec(base, row, seed, pair_batch, recipe.document_batch).to_dict(), base=base.to_dict(),
-                  out=str(out), settings=recipe.transfer.to_dict())
+                  out=str(out), settings=recipe.transfer.to_dict(), head_seeds=recipe.head_seeds)
              for seed in seeds for row in ROWS]  # seed-major: a reproduction stopped early still has whole seeds
     evaluations: dict[str, dict] = {}
-    tracker = Progress(total=len(units), write=progress)
+    tracker = Progress(total=len(units), write=progress, jobs=recipe.jobs)
     for unit, done in _run_units(units, jobs=recipe.jobs):
         rows[unit.row.label]["seeds"][str(unit.seed)] = done["record"]
         evaluations[unit.name] = done["evaluation"]
         timing["runs"][unit.name], timing["evaluations"][unit.name] = done["train_s"], done["evaluate_s"]
         tracker.report(unit.name, done["seconds"], done["reused"])
-    results = _assemble(recipe, seeds, world_seed, world, command, pair_batch, images_per_row, rows, evaluations)
+    results = _assemble(recipe, seeds, world_seed, world, command, commit, pair_batch, images_per_row, rows,
+                        evaluations)
     timing["total_s"] = time.perf_counter() - started
     report.write_report(results, timing, report_dir)
     progress(f"report in {report_dir} ({_clock(timing['total_s'])} in all)")
@@ -264,6 +275,7 @@ class Unit:
     base: dict  # the shared RunSpec (tokenizer and model of the random-init row)
     out: str
     settings: dict  # TransferSettings
+    head_seeds: dict  # Profile.head_seeds
 
     @property
     def name(self) -> str:
@@ -286,7 +298,7 @@ def run_unit(unit: Unit) -> dict:
     record["held_out_latents"] = latent_diagnostics(model, probe)
     evaluation_started = time.perf_counter()
     evaluation, reused_eval = evaluate_cached(out, key, model, tokenizer, eval_root, seed=unit.seed,
-                                              settings=TransferSettings(**unit.settings))
+                                              settings=TransferSettings(**unit.settings), head_seeds=unit.head_seeds)
     return {"record": record, "evaluation": evaluation, "train_s": train_s,
             "evaluate_s": None if reused_eval else time.perf_counter() - evaluation_started,
             "seconds": time.perf_counter() - started, "reused": reused_run and reused_eval}
@@ -342,7 +354,7 @@ def _run_record(run, *, copies: int) -> dict:
                                                                                       "effective_rank")}}
 
 
-def _assemble(recipe: Profile, seeds, world_seed: int, world: Path, command: str, pair_batch: int,
+def _assemble(recipe: Profile, seeds, world_seed: int, world: Path, command: str, commit: str, pair_batch: int,
               images_per_row: float, rows: dict, evaluations: dict) -> dict:
     manifest = json.loads((world / "world.json").read_text())
     transfer = {**next(iter(evaluations.values())), "checkpoint": {"source": "one encoder per row and seed"},
@@ -368,11 +380,10 @@ def _assemble(recipe: Profile, seeds, world_seed: int, world: Path, command: str
     first = next(iter(transfer["encoders"].values()))["tasks"]
     classification = first.get("cls/classification")
     return {
-        "schema": SCHEMA, "table": "table1", "profile": recipe.name, "command": command, "commit": _commit(),
+        "schema": SCHEMA, "table": "table1", "profile": recipe.name, "command": command, "commit": commit,
         "machine": _machine(),
         "recipe": dataclasses.asdict(recipe) | {"seeds": list(seeds), "world_seed": world_seed,
-                                                "pair_batch": pair_batch, "images_per_document_row": images_per_row,
-                                                "tasks": list(TASKS)},
+                                                "pair_batch": pair_batch, "images_per_document_row": images_per_row},
         "world": {"folder": world.name, "content_sha256": manifest["content_sha256"], "counts": manifest["counts"],
                   "settings": manifest["settings"]},
         "split_sizes": {key: entry["splits"] for key, entry in first.items()},

@@ -128,6 +128,8 @@ def run_identity(spec: RunSpec) -> str:
     for term in ("generation", "contrastive", "regression"):  # a weight restating the objective's own changes nothing
         if resolved["train"][f"{term}_weight"] == getattr(weights, term):
             resolved["train"][f"{term}_weight"] = None
+    if resolved["train"]["precision"] == "auto":  # what "auto" means here: bf16 autocast on CUDA, fp32 on CPU
+        resolved["train"]["precision"] = "bf16" if torch.cuda.is_available() else "fp32"
     resolved.update(data=data_fingerprint(spec.data) if spec.data else None, source="+".join(spec.sources),
                     preset=None, model=(get_preset(spec.preset) if spec.preset else ModelConfig.from_dict(spec.model))
                     .to_dict())
