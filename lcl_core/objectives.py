@@ -187,7 +187,9 @@ class PretrainingObjective(nn.Module):
         if w.generation_on_image_first_rows_only:
             keep = outputs["image_first_rows"][outputs["gen_rows"]]
             logits, labels = logits[keep], labels[keep]
-        zero = _connected_zero(outputs["pair_latents"], outputs["pair_context"], logits, outputs["logit_scale"])
+        # every output in the graph: DDP needs a gradient for each parameter, the ones a term leaves unused too
+        zero = _connected_zero(outputs["image_latents"], outputs["pair_latents"], outputs["pair_context"], logits,
+                               outputs["logit_scale"])
         terms = dict.fromkeys(LOSS_TERMS, zero)
         if w.generation:
             terms["generation"] = cross_entropy_loss(logits, labels)
