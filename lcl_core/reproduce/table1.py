@@ -252,7 +252,7 @@ def reproduce_table1(*, profile: str = "cpu", seeds: Sequence[int] | None = None
              for seed in seeds for row in ROWS]  # seed-major: a reproduction stopped early still has whole seeds
     evaluations: dict[str, dict] = {}
     tracker = Progress(total=len(units), write=progress, jobs=recipe.jobs)
-    for unit, done in _run_units(units, jobs=recipe.jobs):
+    for unit, done in run_units(units, jobs=recipe.jobs):
         rows[unit.row.label]["seeds"][str(unit.seed)] = done["record"]
         evaluations[unit.name] = done["evaluation"]
         timing["runs"][unit.name], timing["evaluations"][unit.name] = done["train_s"], done["evaluate_s"]
@@ -304,7 +304,7 @@ def run_unit(unit: Unit) -> dict:
             "seconds": time.perf_counter() - started, "reused": reused_run and reused_eval}
 
 
-def _run_units(units: list[Unit], *, jobs: int):
+def run_units(units: list[Unit], *, jobs: int):
     """(unit, result) in the units' order; with ``jobs`` > 1 the units run in that many worker processes of
     ``cores // jobs`` threads each (small models use two single-threaded processes better than one with
     two threads), started in order, so that seed 0 finishes first."""

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from lcl_core.reproduce.table1 import PROFILES, ROWS, Row, Unit, _run_units, row_spec
+from lcl_core.reproduce.table1 import PROFILES, ROWS, Row, Unit, run_units, row_spec
 from lcl_core.training import RunSpec, TrainConfig
 from lcl_core.transfer.results import column_value
 
@@ -52,7 +52,7 @@ def main() -> None:
         for seed in SEEDS:
             rows[label][seed] = {h: column_value(table["transfer"], f"{label} · seed {seed}", h)["mean"]
                                  for h in COLUMNS}
-    for unit, done in _run_units(units, jobs=recipe.jobs):
+    for unit, done in run_units(units, jobs=recipe.jobs):
         entry = done["evaluation"]["encoders"]["checkpoint"]
         rows[unit.row.label][unit.seed] = {h: column_value({"encoders": {"x": entry}}, "x", h)["mean"]
                                            for h in COLUMNS}
