@@ -119,6 +119,16 @@ def test_smoke_reproduction_writes_the_report_and_resumes_to_identical_results(t
     assert images["CLIP"] == images["CoCa"] == images["BLIP2"] == images["LCL (pairs)"]  # the same pairs per step
     lcl = results["summary"]["LCL"]["IN-1k"]
     assert lcl["n"] == 2 and lcl["low"] <= lcl["mean"] <= lcl["high"] and lcl["paper"] == 75.2
+    # each task's number is the mean of the profile's heads, with head seeds from the pre-training seed on
+    head_seeds = PROFILES["smoke"].head_seeds
+    for seed in (0, 1):
+        tasks = results["transfer"]["encoders"][f"LCL · seed {seed}"]["tasks"]
+        top1 = tasks["cls/classification"]["metrics"]["top1"]
+        assert len(top1["per_seed"]) == head_seeds["cls"] and top1["mean"] == pytest.approx(
+            sum(top1["per_seed"]) / head_seeds["cls"])
+        assert len(tasks["ret/coco"]["metrics"]["tr@1"]["per_seed"]) == head_seeds["ret"]
+    assert results["transfer"]["protocol"]["seeds_per_task"] == {task: list(range(count))
+                                                                 for task, count in head_seeds.items()}
     assert {c["verdict"] for c in results["claims"]["claims"]} <= {"holds", "fails", "inconclusive"}
     for name in ("table1.md", "claims.md", "claims.json", "timing.json", "figures/table1_columns.png",
                  "figures/latent_collapse.png"):

@@ -34,7 +34,6 @@ def test_two_process_gloo_run_matches_one_process_with_the_same_global_batch(tmp
         torch.testing.assert_close(weights_two[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", [name for name in OBJECTIVES if name != "lcl"])
 def test_every_objective_trains_under_ddp(tmp_path, objective):
