@@ -1,8 +1,10 @@
 """Reproductions of the paper's results: seeds, 95 % intervals and verdicts decided by rules fixed in code.
 
-``lcl reproduce table1`` (:func:`reproduce_table1`) trains and evaluates every row of Table 1.
+``lcl reproduce table1`` (:func:`reproduce_table1`) trains and evaluates every row of Table 1;
+``lcl reproduce ablations`` (:func:`reproduce_ablations`) the ablation grids built on its recipe.
 """
 
+from .ablations import GRIDS, reproduce_ablations
 from .table1 import PROFILES, ROWS, reproduce_table1
 
-__all__ = ["PROFILES", "ROWS", "reproduce_table1"]
+__all__ = ["GRIDS", "PROFILES", "ROWS", "reproduce_ablations", "reproduce_table1"]

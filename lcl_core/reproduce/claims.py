@@ -107,8 +107,29 @@ def judge(claim: Claim, per_seed: Callable[[str, str], Mapping[int, float] | Non
             "preconditions": list(claim.preconditions), "reason": reason}
 
 
-def judge_all(per_seed: Callable[[str, str], Mapping[int, float] | None]) -> dict[str, list[dict]]:
-    """The preconditions, then every claim; rows a reproduction did not train are judged unclear."""
-    preconditions = {c.key: judge(c, per_seed) for c in PRECONDITIONS}
-    return {"preconditions": list(preconditions.values()),
-            "claims": [judge(c, per_seed, preconditions) for c in CLAIMS]}
+@dataclass(frozen=True)
+class Composite:
+    """A claim made of others: holds when every part holds, fails when any part fails, else inconclusive."""
+
+    key: str
+    statement: str
+    parts: tuple[str, ...]  # keys of claims judged beside it
+
+
+def judge_composite(composite: Composite, decided: Mapping[str, dict]) -> dict:
+    verdicts = [decided[key]["verdict"] for key in composite.parts]
+    verdict = "holds" if all(v == "holds" for v in verdicts) else "fails" if "fails" in verdicts else "inconclusive"
+    return {"key": composite.key, "statement": composite.statement, "kind": "all of", "first": None,
+            "second": None, "margin": None, "columns": {}, "verdict": verdict, "parts": list(composite.parts),
+            "preconditions": [], "reason": None}
+
+
+def judge_all(per_seed: Callable[[str, str], Mapping[int, float] | None], *, claims=CLAIMS,
+              preconditions=PRECONDITIONS, composites: tuple[Composite, ...] = ()) -> dict[str, list[dict]]:
+    """The preconditions, then every claim, then the composites; rows a reproduction did not train are
+    judged unclear."""
+    decided = {c.key: judge(c, per_seed) for c in preconditions}
+    judged = [judge(c, per_seed, decided) for c in claims]
+    parts = {c["key"]: c for c in judged}
+    return {"preconditions": list(decided.values()),
+            "claims": judged + [judge_composite(c, parts) for c in composites]}

@@ -1,4 +1,4 @@
-"""``lcl reproduce table1 --profile smoke|cpu|gpu [--seeds …] [--world-seed …] [--out DIR] [--report DIR]``."""
+"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--seeds …] [--world-seed …] [--out DIR] [--report DIR]``."""
 
 from __future__ import annotations
 
@@ -6,19 +6,31 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
+    from .ablations import GRIDS
     from .table1 import PROFILES
 
     sub = parser.add_subparsers(dest="table", required=True, metavar="TABLE")
     table1 = sub.add_parser("table1", help="every row of the paper's Table 1, several seeds, a verdict per claim")
-    table1.add_argument("--profile", choices=list(PROFILES), default="cpu",
-                        help="; ".join(f"{name}: {p.description}" for name, p in PROFILES.items()))
-    table1.add_argument("--seeds", type=int, nargs="+", help="pre-training seeds (default: the profile's)")
-    table1.add_argument("--world-seed", type=int, default=0, help="seed of the offline world (default 0)")
-    table1.add_argument("--out", type=Path, help="work folder (default runs/reproduce/table1-PROFILE)")
+    ablations = sub.add_parser("ablations", help="the ablation grids as curves over seeds, a verdict per claim")
+    for command in (table1, ablations):
+        command.add_argument("--profile", choices=list(PROFILES), default="cpu",
+                             help="; ".join(f"{name}: {p.description}" for name, p in PROFILES.items()))
+        command.add_argument("--seeds", type=int, nargs="+", help="pre-training seeds (default: the profile's)")
+        command.add_argument("--world-seed", type=int, default=0, help="seed of the offline world (default 0)")
+        command.add_argument("--out", type=Path, help="work folder (default runs/reproduce/table1-PROFILE; the "
+                                                      "ablations share it with Table 1 and reuse its runs)")
     table1.add_argument("--report", type=Path, help="where the report goes (default OUT/report)")
+    ablations.add_argument("--report", type=Path, help="where the grids' reports go, one folder each (default "
+                                                       "OUT/report/ablations)")
+    ablations.add_argument("--only", nargs="+", choices=list(GRIDS), metavar="GRID",
+                           help=f"the grids to run (default all): {', '.join(GRIDS)}")
 
 
 def main(args) -> int:
+    if args.table == "ablations":
+        from .ablations import main_ablations
+
+        return main_ablations(args)
     from .table1 import main_table1
 
     return main_table1(args)

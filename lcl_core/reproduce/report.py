@@ -87,16 +87,23 @@ def _minutes(seconds: float | None) -> str:
     return "—" if seconds is None else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
-def claims_markdown(results: dict) -> str:
-    lines = [f"# Claims of the paper, judged on profile `{results['profile']}`", "",
+def claims_markdown(results: dict, *, title: str | None = None) -> str:
+    lines = [f"# {title or 'Claims of the paper'}, judged on profile `{results['profile']}`", "",
              "Rules fixed in `lcl_core/reproduce/claims.py` before the run: per column, the paired difference "
              "over pre-training seeds (first row − second row, mean and 95 % t-interval); a *greater* claim is "
              "supported where the interval lies above 0, an *equivalent* claim where it lies inside ±margin. "
              "A claim holds when every column supports it, fails when any column contradicts it, and is "
              "inconclusive otherwise (or when a precondition does not hold).", ""]
-    for section, title in (("preconditions", "Is the comparison meaningful?"), ("claims", "The paper's claims")):
-        lines += [f"## {title}", ""]
+    for section, heading in (("preconditions", "Is the comparison meaningful?"), ("claims", "The claims")):
+        if not results["claims"][section]:
+            continue
+        lines += [f"## {heading}", ""]
         for claim in results["claims"][section]:
+            if claim["kind"] == "all of":
+                lines += [f"### {claim['verdict'].upper()}: {claim['statement']}", "",
+                          "Holds when every part holds, fails when any part fails: "
+                          + ", ".join(f"*{key}*" for key in claim["parts"]), ""]
+                continue
             margin = f", margin ±{claim['margin']}" if claim["margin"] else ""
             lines += [f"### {claim['verdict'].upper()}: {claim['statement']}", "",
                       f"{claim['first']} − {claim['second']} ({claim['kind']}{margin})"
@@ -167,4 +174,136 @@ def plot_collapse(results: dict, path: Path) -> None:
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_ablation_report(results: dict, timing: dict, folder: str | Path) -> Path:
+    """One grid of ``lcl reproduce ablations``: results, timing, the table, the claims and the curves."""
+    folder = Path(folder)
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True, ensure_ascii=False) + "\n")
+    (folder / "timing.json").write_text(json.dumps(timing, indent=1, ensure_ascii=False) + "\n")
+    (folder / "claims.json").write_text(json.dumps(results["claims"], indent=1, ensure_ascii=False) + "\n")
+    (folder / f"{results['grid']}.md").write_text(ablation_markdown(results, timing))
+    (folder / "claims.md").write_text(claims_markdown(results, title=f"Ablation `{results['grid']}`: claims"))
+    plot_curves(results, folder / "figures" / f"{results['grid']}.png")
+    return folder
+
+
+LATENT_HEADERS = ("latent variance", "effective rank")
+
+
+def ablation_markdown(results: dict, timing: dict) -> str:
+    recipe, summary = results["recipe"], results["summary"]
+    reused = sum(1 for unit in timing["units"].values() if unit["reused"])
+    lines = [f"# Ablation `{results['grid']}`: {results['title']} (profile `{results['profile']}`)", "",
+             f"Each cell: the mean over {len(recipe['seeds'])} pre-training seeds {recipe['seeds']} ± the half-width "
+             "of its 95 % t-interval. Transfer columns in % (CIDEr and BLEU-4 ×100); latent variance and effective "
+             "rank of the pooled latents of held-out images after pre-training. Everything but the grid's "
+             "setting is the Table 1 recipe (`docs/results/table1/recipe.md`).", "",
+             f"- command: `{results['command']}`",
+             f"- commit: `{results['commit']}`; machine: {results['machine']['processor']}, "
+             f"{results['machine']['cpus']} threads, torch {results['machine']['torch']}, {results['machine']['device']}",
+             f"- wall time of the command: {_minutes(timing['total_s'])} (worlds {_minutes(timing['worlds_s'])}; "
+             f"grids run together: {', '.join(timing['grids_in_this_command'])}); {reused} of {len(timing['units'])} "
+             "point × seed units reused (a Table 1 row, another grid's point or an earlier sitting)",
+             f"- recipe: `{recipe['preset']}`, {recipe['steps']} steps, {recipe['document_batch']} documents per step "
+             f"or the pairs that hold as many images, lr {recipe['lr']}, world seed {recipe['world_seed']}",
+             "- worlds: " + "; ".join(f"{key}: `{w['folder']}` ({w['pair_batch']} pairs per step)"
+                                      for key, w in results["worlds"].items()),
+             "- split sizes: " + "; ".join(f"{key}: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
+                                          for key, sizes in results["split_sizes"].items())]
+    if results["coarsened"]:
+        lines.append(f"- coarsened: {results['coarsened']}")
+    headers = HEADERS + list(LATENT_HEADERS)
+    lines += ["", f"| point | {results['axis']} | " + " | ".join(headers) + " |", "|---|---|" + "---|" * len(headers)]
+    for label, point in results["points"].items():
+        x = "—" if point["x"] is None else f"{point['x']:g}"
+        cells = [cell(summary[label][h]) if h not in LATENT_HEADERS else _latent_cell(summary[label][h])
+                 for h in headers]
+        lines.append(f"| {label} | {x} | " + " | ".join(cells) + " |")
+    if results.get("best"):
+        lines += ["", "## Best point per column", "",
+                  "| column | best | mean [95 % interval] | best − " + next(iter(results["best"].values()))["reference"]
+                  + " [95 % interval] |", "|---|---|---|---|"]
+        for column, best in results["best"].items():
+            i, d = best["interval"], best["minus_reference"]
+            versus = "(it is the reference)" if d is None else \
+                f"{_number(d['mean'])} [{_number(d['low'])}, {_number(d['high'])}]"
+            lines.append(f"| {column} | {best['label']} | {_number(i['mean'])} [{_number(i['low'])}, "
+                         f"{_number(i['high'])}] | {versus} |")
+    if results["claims"]["claims"]:
+        lines += ["", "## Verdicts", ""] + [f"- **{c['verdict']}** — {c['statement']}"
+                                           for c in results["claims"]["claims"]]
+    return "\n".join(lines) + "\n"
+
+
+def _latent_cell(entry: dict | None) -> str:
+    if entry is None:
+        return "—"
+    return f"{entry['mean']:.3g}" + ("" if entry["n"] < 2 else f" ± {entry['high'] - entry['mean']:.2g}")
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    """One panel per transfer column and latent statistic: each series' mean over seeds against the grid's
+    setting with its 95 % band; points off the axis (contrastive only) as markers at the right, random init
+    as a dashed line with its band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points, summary, scale = results["points"], results["summary"], results["scale"]
+    on_axis = sorted({p["x"] for p in points.values() if p["x"] is not None})
+    positive = [x for x in on_axis if x > 0]
+    zero_at = min(positive) / 3 if scale == "log" and positive else 0.0  # log axes draw x = 0 a step to the left
+    apart_at = (max(positive) * 3 if scale == "log" else max(on_axis) + 1) if on_axis else 0.0
+
+    def position(x: float | None) -> float:
+        return apart_at if x is None else zero_at if (scale == "log" and x == 0) else x
+
+    fig, axes = plt.subplots(2, 5, figsize=(22, 8))
+    for ax, header in zip(axes.flat, HEADERS + list(LATENT_HEADERS)):
+        series = {}
+        for label, point in points.items():
+            if point["objective"] is None or summary[label][header] is None:
+                continue
+            series.setdefault(point["series"] if point["x"] is not None else label, []).append((point, label))
+        for name, members in series.items():
+            members.sort(key=lambda member: position(member[0]["x"]))
+            xs = [position(p["x"]) for p, _ in members]
+            entries = [summary[label][header] for _, label in members]
+            means = [e["mean"] for e in entries]
+            lows = [e["low"] if e["n"] > 1 else e["mean"] for e in entries]
+            highs = [e["high"] if e["n"] > 1 else e["mean"] for e in entries]
+            style = "o" if members[0][0]["x"] is None or scale == "categorical" else "o-"
+            line, = ax.plot(xs, means, style, label=name)
+            if len(xs) > 1 and scale != "categorical":
+                ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2)
+            else:
+                ax.errorbar(xs, means, yerr=[[m - lo for m, lo in zip(means, lows)],
+                                             [h - m for m, h in zip(means, highs)]], fmt="none",
+                            color=line.get_color(), capsize=3)
+        reference = summary.get(RANDOM, {}).get(header)
+        if reference:
+            ax.axhline(reference["mean"], color="gray", linestyle="--", label=RANDOM)
+            if reference["n"] > 1:
+                ax.axhspan(reference["low"], reference["high"], color="gray", alpha=0.12)
+        if scale == "log":
+            ax.set_xscale("log")
+        ticks = [position(x) for x in on_axis] + ([apart_at] if any(p["x"] is None and p["objective"]
+                                                                    for p in points.values()) else [])
+        names = [f"{x:g}" for x in on_axis] + (["∞ (con. only)"] if len(ticks) > len(on_axis) else [])
+        if scale == "categorical":
+            by_x = {p["x"]: label for label, p in points.items() if p["x"] is not None}
+            names = [by_x[x] for x in on_axis]
+        ax.set_xticks(ticks, names, fontsize=7, rotation=30 if scale == "categorical" else 0)
+        ax.minorticks_off()
+        ax.set_title(header)
+        ax.set_xlabel(results["axis"], fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"Ablation {results['grid']}: {results['title']} (profile {results['profile']}, seeds "
+                 f"{results['recipe']['seeds']}; mean and 95 % band over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -39,6 +39,7 @@ import torch
 
 from ..config import get_preset
 from ..data import EvalSizes, WorldKnobs, cached_world
+from ..data.fingerprint import data_fingerprint
 from ..data.paired import SAMPLES_PER_PAIR
 from ..diagnostics import final_value, latent_diagnostics
 from ..model import LCLModel
@@ -121,7 +122,7 @@ PROFILES = {
 }
 
 
-def _commit() -> str:
+def current_commit() -> str:
     from ..notebooks import repo_root
 
     try:
@@ -134,7 +135,7 @@ def _commit() -> str:
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
-def _machine() -> dict:
+def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": torch.get_num_threads(), "torch": torch.__version__,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
@@ -159,8 +160,58 @@ def image_copies(row: Row) -> int:
 
 
 def row_spec(base: RunSpec, row: Row, seed: int, pair_batch: int, document_batch: int) -> RunSpec:
-    batch = pair_batch * image_copies(row) if row.source in ("pairs", "mmc4_pair") else document_batch
-    return base.changed(objective=row.objective, source=row.source, seed=seed, batch_size=batch)
+    """The row's run at ``seed``, its batches matched in images: ``document_batch`` documents, or as many pairs
+    as those hold images; a mix of sources (``mmc4+pairs``) gets the matching batch size for each source."""
+    def batch(source: str | None) -> int:
+        if source in ("pairs", "mmc4_pair"):
+            return pair_batch * image_copies(dataclasses.replace(row, source=source))
+        return document_batch
+
+    spec = base.changed(objective=row.objective, source=row.source, seed=seed, batch_size=batch(row.source))
+    if row.source and "+" in row.source:
+        spec = spec.changed(batch_size=document_batch, batch_sizes=[batch(name) for name in spec.sources])
+    return spec
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A world and what every run on it shares: the base run spec and the pair batch that matches a batch of
+    documents in images."""
+
+    world: Path
+    base: RunSpec
+    pair_batch: int
+    images_per_row: float
+
+
+def prepare_setting(recipe: "Profile", out: Path, *, world_seed: int, knobs: dict | None = None,
+                    progress: Callable[[str], None] = print) -> Setting:
+    """The profile's world (with ``knobs``, :class:`~lcl_core.data.WorldKnobs` fields, changed) in
+    ``out/worlds/``, its tokenizer and the measured pair batch."""
+    world_args = dict(recipe.world)
+    if knobs:
+        world_args["knobs"] = dataclasses.replace(world_args.get("knobs", WorldKnobs()), **knobs)
+    image_size = get_preset(recipe.preset).vision.image_size
+    world = cached_world(out, seed=world_seed, image_size=image_size, **world_args)
+    base = RunSpec(data=str(world), preset=recipe.preset, vocab_size=recipe.vocab_size, train=TrainConfig(
+        steps=recipe.steps, lr=recipe.lr, log_every=recipe.log_every, save_every=recipe.save_every,
+        progress_bar=False))
+    tokenizer = build_tokenizer(base, cache=out / "tokenizers")
+    pair_batch, images_per_row = matched_pair_batch(base, tokenizer, document_batch=recipe.document_batch,
+                                                    batches=recipe.measure_batches)
+    progress(f"world {world.name}: {json.loads((world / 'world.json').read_text())['counts']['documents']} documents; "
+             f"{images_per_row:.2f} images per document row -> {pair_batch} pairs per step for the pair rows")
+    return Setting(world=world, base=base, pair_batch=pair_batch, images_per_row=images_per_row)
+
+
+def make_unit(setting: Setting, row: Row, seed: int, recipe: "Profile", out: Path, *,
+              changes: dict | None = None) -> "Unit":
+    """``row`` at ``seed`` on ``setting``, with ``changes`` (:meth:`RunSpec.changed` arguments) applied."""
+    spec = None
+    if row.objective is not None:
+        spec = row_spec(setting.base, row, seed, setting.pair_batch, recipe.document_batch).changed(**(changes or {}))
+    return Unit(row=row, seed=seed, spec=None if spec is None else spec.to_dict(), base=setting.base.to_dict(),
+                out=str(out), settings=recipe.transfer.to_dict(), head_seeds=recipe.head_seeds)
 
 
 @dataclass
@@ -230,26 +281,16 @@ def reproduce_table1(*, profile: str = "cpu", seeds: Sequence[int] | None = None
     command = (f"lcl reproduce table1 --profile {profile} --seeds {' '.join(map(str, seeds))} "
                f"--world-seed {world_seed} --out {out}" + (f" --report {report_dir}" if report_dir != out / "report"
                                                            else ""))
-    started, commit = time.perf_counter(), _commit()  # the code as it was when the reproduction started
+    started, commit = time.perf_counter(), current_commit()  # the code as it was when the reproduction started
     progress(f"$ {command}")
-    image_size = get_preset(recipe.preset).vision.image_size
-    world = cached_world(out, seed=world_seed, image_size=image_size, **recipe.world)
+    setting = prepare_setting(recipe, out, world_seed=world_seed, progress=progress)
+    world, pair_batch, images_per_row = setting.world, setting.pair_batch, setting.images_per_row
     timing = {"world_s": time.perf_counter() - started, "runs": {}, "evaluations": {}}
-    base = RunSpec(data=str(world), preset=recipe.preset, vocab_size=recipe.vocab_size, train=TrainConfig(
-        steps=recipe.steps, lr=recipe.lr, log_every=recipe.log_every, save_every=recipe.save_every,
-        progress_bar=False))
-    tokenizer = build_tokenizer(base, cache=out / "tokenizers")
-    pair_batch, images_per_row = matched_pair_batch(base, tokenizer, document_batch=recipe.document_batch,
-                                                    batches=recipe.measure_batches)
-    progress(f"world {world.name}: {json.loads((world / 'world.json').read_text())['counts']['documents']} documents; "
-             f"{images_per_row:.2f} images per document row -> {pair_batch} pairs per step for the pair rows")
     rows: dict[str, dict] = {row.label: {"objective": row.objective, "source": row.source, "setting": row.setting,
                                          "paper_row": row.label if row.label in PAPER_TABLE1 else None,
                                          "seeds": {}} for row in ROWS}
-    units = [Unit(row=row, seed=seed, spec=None if row.objective is None else
-                  row_spec(base, row, seed, pair_batch, recipe.document_batch).to_dict(), base=base.to_dict(),
-                  out=str(out), settings=recipe.transfer.to_dict(), head_seeds=recipe.head_seeds)
-             for seed in seeds for row in ROWS]  # seed-major: a reproduction stopped early still has whole seeds
+    units = [make_unit(setting, row, seed, recipe, out) for seed in seeds for row in ROWS]
+    # seed-major: a reproduction stopped early still has whole seeds
     evaluations: dict[str, dict] = {}
     tracker = Progress(total=len(units), write=progress, jobs=recipe.jobs)
     for unit, done in run_units(units, jobs=recipe.jobs):
@@ -339,7 +380,9 @@ def _random_init(base: RunSpec, tokenizer, seed: int):
     config = base.changed(seed=seed).model_config(tokenizer)
     torch.manual_seed(seed)
     model = LCLModel(config=config).eval()
-    key = "random-init:" + hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    # the world is part of the key: its tokenizer and evaluation sets decide the numbers as much as the weights
+    key = "random-init:" + hashlib.sha256(json.dumps([config.to_dict(), data_fingerprint(base.data)],
+                                                     sort_keys=True).encode()).hexdigest()[:16]
     return model, f"{key}:seed{seed}", {"run": None, "images_seen": 0, "tokens_seen": 0, "steps": 0, "final": {},
                                         "curves": {}}
 
@@ -381,7 +424,7 @@ def _assemble(recipe: Profile, seeds, world_seed: int, world: Path, command: str
     classification = first.get("cls/classification")
     return {
         "schema": SCHEMA, "table": "table1", "profile": recipe.name, "command": command, "commit": commit,
-        "machine": _machine(),
+        "machine": machine(),
         "recipe": dataclasses.asdict(recipe) | {"seeds": list(seeds), "world_seed": world_seed,
                                                 "pair_batch": pair_batch, "images_per_document_row": images_per_row},
         "world": {"folder": world.name, "content_sha256": manifest["content_sha256"], "counts": manifest["counts"],

@@ -142,13 +142,17 @@ class AlternatingBatches:
 
 
 def build_batches(*, data: str | Path | None, source: str | None, config: TrainConfig, model_config: ModelConfig,
-                  tokenizer: Tokenizer, rank: int, world_size: int, mix: list[int] | None = None):
-    """The trainer's data: one stream, a mix of streams, or synthetic batches (see the module docstring)."""
+                  tokenizer: Tokenizer, rank: int, world_size: int, mix: list[int] | None = None,
+                  batch_sizes: list[int] | None = None):
+    """The trainer's data: one stream, a mix of streams, or synthetic batches (see the module docstring).
+    ``batch_sizes``: rows per batch of each mixed source (default ``config.batch_size`` for all), so that a
+    mix can match images per step across sources (a batch of 32 documents holds about 82 images)."""
     names = source_names(source, config.objective)
     if names == [SYNTHETIC]:
         return SyntheticBatches(model_config=model_config, layout=synthetic_layout(config.objective),
                                 batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size)
     streams = [StreamBatches(dataset=build_dataset(data=data, source=name, config=config, model_config=model_config,
                                                    tokenizer=tokenizer, rank=rank, world_size=world_size),
-                             batch_size=config.batch_size, num_workers=config.num_workers) for name in names]
+                             batch_size=size, num_workers=config.num_workers)
+               for name, size in zip(names, batch_sizes or [config.batch_size] * len(names))]
     return streams[0] if len(streams) == 1 else AlternatingBatches(streams, mix=mix)

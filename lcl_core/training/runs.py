@@ -69,6 +69,7 @@ class RunSpec(JsonConfig):
     data: str | None = None  # a world folder (lcl data world) or a folder of shards; None only for synthetic
     source: str | None = None  # mmc4 | obelics | pairs | mmc4_pair | synthetic | a+b (mixed); None: the objective's
     mix: list[int] | None = None  # mixed sources: batches of each per cycle (default one each)
+    batch_sizes: list[int] | None = None  # mixed sources: rows per batch of each (default train.batch_size for all)
     preset: str | None = "tiny-fast"  # a model preset (lcl_core.config.list_presets) ...
     model: dict | None = None  # ... or a ModelConfig as a dict
     tokenizer: str = "trained"  # "trained" (a BPE on DATA/corpus.txt), "clip", or a saved tokenizer folder
@@ -87,6 +88,9 @@ class RunSpec(JsonConfig):
         names = self.sources
         if self.mix is not None and len(self.mix) != len(names):
             raise ValueError(f"mix {self.mix} needs one count per source of {'+'.join(names)}")
+        if self.batch_sizes is not None and (len(self.batch_sizes) != len(names) or min(self.batch_sizes) < 1):
+            raise ValueError(f"batch_sizes {self.batch_sizes} needs one positive batch size per source of "
+                             f"{'+'.join(names)}")
         if self.data is None and names != [SYNTHETIC]:
             raise ValueError(f"source {'+'.join(names)} reads files: give the run a data folder")
 
@@ -124,6 +128,8 @@ def run_identity(spec: RunSpec) -> str:
     """SHA-256 over what decides the result (see the module docstring)."""
     resolved = spec.to_dict()
     resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in OUTSIDE_IDENTITY}
+    if resolved["batch_sizes"] is None:  # added after runs existed: unset, it leaves their identities alone
+        del resolved["batch_sizes"]
     weights = objective_spec(spec.objective).weights
     for term in ("generation", "contrastive", "regression"):  # a weight restating the objective's own changes nothing
         if resolved["train"][f"{term}_weight"] == getattr(weights, term):
@@ -222,7 +228,8 @@ def prepare_run(spec: RunSpec, folder: str | Path, *, resume: bool = False, labe
     torch.manual_seed(spec.train.seed)  # identical initial weights on every rank, rerun and objective
     model = LCLModel(config=model_config)
     batches = build_batches(data=spec.data, source=spec.source, config=spec.train, model_config=model_config,
-                            tokenizer=tokenizer, rank=runtime.rank, world_size=runtime.world_size, mix=spec.mix)
+                            tokenizer=tokenizer, rank=runtime.rank, world_size=runtime.world_size, mix=spec.mix,
+                            batch_sizes=spec.batch_sizes)
     trainer = Trainer(model=model, config=spec.train, data=batches, run_dir=folder, runtime=runtime)
     resumed_at = trainer.resume() if resume else 0
     return PreparedRun(spec=spec, folder=folder, identity=identity, trainer=trainer, tokenizer=tokenizer,
