@@ -45,6 +45,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "03_objective": {"collapse_steps": 150, "collapse_batch_size": 16, "collapse_lr": 2e-3},
         "07_transfer": {"head_epochs": 40, "num_seeds": 2},
         "08_scale_up": {"official_preset": "LCL_ViT-B-16_laion"},
+        "06_ablations": {"rerun": False, "rerun_profile": "cpu"},
         "09_reproduction": {"reproduce": False},
     },
     "smoke": {
@@ -53,6 +54,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "03_objective": {"collapse_steps": 25, "collapse_batch_size": 8, "collapse_lr": 2e-3},
         "07_transfer": {"head_epochs": 3, "num_seeds": 1},
         "08_scale_up": {"official_preset": "tiny-fast"},
+        "06_ablations": {"rerun": "placement:p = 0.25", "rerun_profile": "smoke"},
         "09_reproduction": {"reproduce": "smoke"},
     },
 }

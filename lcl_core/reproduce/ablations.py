@@ -170,8 +170,7 @@ GRIDS: dict[str, Grid] = {
 }
 
 
-def grid_units(grid: Grid, *, recipe, seeds: Sequence[int], world_seed: int, out: Path,
-               setting_for: Callable[[dict], object]) -> list[tuple[Point, object]]:
+def grid_units(grid: Grid, *, recipe, seeds: Sequence[int], out: Path, setting_for: Callable[[dict], object]) -> list[tuple[Point, object]]:
     """(point, unit) for every point and seed of ``grid``, seed-major (a grid stopped early has whole seeds)."""
     units = []
     for seed in seeds:
@@ -189,32 +188,46 @@ def unit_key(unit) -> str:
 
 def reproduce_ablations(*, profile: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                         world_seed: int = 0, out: str | Path | None = None, report_dir: str | Path | None = None,
+                        points: Sequence[str] | None = None,
                         progress: Callable[[str], None] = print) -> dict[str, dict]:
-    """Train, evaluate and judge the grids ``only`` (default all); returns {grid: results document}."""
+    """Train, evaluate and judge the grids ``only`` (default all); returns {grid: results document}.
+    ``points``: only the points with these labels (e.g. ``["p = 0.25"]``; the claims then lack their other
+    rows and are inconclusive), to rerun one point of a grid."""
     if profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     names = list(only or GRIDS)
     unknown = [name for name in names if name not in GRIDS]
     if unknown:
         raise KeyError(f"unknown ablation grid(s) {', '.join(unknown)}; choose from {', '.join(GRIDS)}")
+    grids = {name: GRIDS[name] for name in names}
+    if points is not None:
+        missing = set(points) - {p.label for grid in grids.values() for p in grid.points}
+        if missing:
+            raise KeyError(f"no point {', '.join(sorted(missing))} in {', '.join(names)}; its points: "
+                           + "; ".join(p.label for grid in grids.values() for p in grid.points))
+        grids = {name: dataclasses.replace(grid, points=tuple(p for p in grid.points if p.label in points))
+                 for name, grid in grids.items()}
+        grids = {name: grid for name, grid in grids.items() if grid.points}
+        names = list(grids)
     recipe = PROFILES[profile]
     seeds = tuple(seeds if seeds is not None else recipe.seeds)
     out = Path(out or Path("runs") / "reproduce" / f"table1-{profile}")
     report_dir = Path(report_dir or out / "report" / "ablations")
     command = (f"lcl reproduce ablations --profile {profile} --only {' '.join(names)} "
-               f"--seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out} --report {report_dir}")
+               f"--seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out} --report {report_dir}"
+               + ("" if points is None else " --points " + " ".join(f"'{label}'" for label in points)))
     started, commit = time.perf_counter(), current_commit()
     progress(f"$ {command}")
     settings: dict[str, object] = {}
 
     def setting_for(knobs: dict):
-        key = json.dumps(knobs, sort_keys=True)
+        key = json.dumps(knobs, sort_keys=True)  # as assemble() looks a grid's worlds up
         if key not in settings:
             settings[key] = prepare_setting(recipe, out, world_seed=world_seed, knobs=knobs, progress=progress)
         return settings[key]
 
-    planned = {name: grid_units(GRIDS[name], recipe=recipe, seeds=seeds, world_seed=world_seed, out=out,
-                                setting_for=setting_for) for name in names}
+    planned = {name: grid_units(grids[name], recipe=recipe, seeds=seeds, out=out, setting_for=setting_for)
+               for name in names}
     worlds_s = time.perf_counter() - started
     unique = {}
     for pairs in planned.values():
@@ -229,7 +242,7 @@ def reproduce_ablations(*, profile: str = "cpu", only: Sequence[str] | None = No
     total_s = time.perf_counter() - started
     documents = {}
     for name in names:
-        grid = GRIDS[name]
+        grid = grids[name]
         results = assemble(grid, planned[name], done, recipe=recipe, seeds=seeds, world_seed=world_seed,
                            command=command, commit=commit, settings=settings)
         timing = {"total_s": total_s, "worlds_s": worlds_s, "grids_in_this_command": names,
@@ -265,6 +278,7 @@ def assemble(grid: Grid, planned, done: Mapping[str, dict], *, recipe, seeds, wo
     summary = {label: {column: _interval_or_none(per_seed(label, column)) for column in ALL_COLUMNS + LATENT_COLUMNS}
                for label in points}
     claims = judge_all(per_seed, claims=grid.claims, preconditions=(), composites=grid.composites)
+    used_worlds = {json.dumps(point.knobs, sort_keys=True) for point in grid.points}
     split_sizes = {key: entry["splits"] for key, entry in next(iter(evaluations.values()))["tasks"].items()}
     return {
         "schema": SCHEMA, "grid": grid.name, "title": grid.title, "axis": grid.axis, "scale": grid.scale,
@@ -275,7 +289,7 @@ def assemble(grid: Grid, planned, done: Mapping[str, dict], *, recipe, seeds, wo
             "folder": setting.world.name, "knobs": json.loads(knobs), "pair_batch": setting.pair_batch,
             "images_per_document_row": setting.images_per_row,
             "content_sha256": json.loads((setting.world / "world.json").read_text())["content_sha256"]}
-            for knobs, setting in settings.items()},
+            for knobs, setting in settings.items() if knobs in used_worlds},
         "split_sizes": split_sizes, "points": points, "summary": summary,
         "derived": {label: list(pair) for label, pair in grid.derived.items()},
         "claims": claims, "best": best_points(grid, summary, per_seed) if grid.scale == "log" else None,
@@ -319,7 +333,7 @@ def best_points(grid: Grid, summary: Mapping[str, dict], per_seed) -> dict:
     """For each column: the point of the curve with the highest mean, its interval, and its paired difference
     with the paper's setting (the point whose run is the Table 1 LCL row)."""
     curve = [p for p in grid.points if p.x is not None and p.objective is not None]
-    reference = next(p.label for p in curve if p.objective == "lcl" and not p.changes)
+    reference = next((p.label for p in curve if p.objective == "lcl" and not p.changes), None)
     best = {}
     for column in ALL_COLUMNS + LATENT_COLUMNS:
         scored = [(summary[p.label][column]["mean"], p) for p in curve if summary[p.label][column]]
@@ -327,7 +341,7 @@ def best_points(grid: Grid, summary: Mapping[str, dict], per_seed) -> dict:
             continue
         mean, point = max(scored, key=lambda pair: pair[0])
         versus = None
-        if point.label != reference and per_seed(reference, column):
+        if reference is not None and point.label != reference and per_seed(reference, column):
             versus = paired_difference(per_seed(point.label, column), per_seed(reference, column)).to_dict()
         best[column] = {"label": point.label, "x": point.x, "interval": summary[point.label][column],
                         "minus_reference": versus, "reference": reference}
@@ -338,6 +352,7 @@ def main_ablations(args) -> int:
     try:
         documents = reproduce_ablations(profile=args.profile, only=args.only, seeds=args.seeds,
                                         world_seed=args.world_seed, out=args.out, report_dir=args.report,
+                                        points=args.points,
                                         progress=lambda message: print(message, flush=True))
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"lcl reproduce: error: {error.args[0] if error.args else error}", file=sys.stderr)

@@ -24,6 +24,8 @@ def add_arguments(parser) -> None:
                                                        "OUT/report/ablations)")
     ablations.add_argument("--only", nargs="+", choices=list(GRIDS), metavar="GRID",
                            help=f"the grids to run (default all): {', '.join(GRIDS)}")
+    ablations.add_argument("--points", nargs="+", metavar="LABEL",
+                           help="only these points of the grids, by label (e.g. 'p = 0.25'): rerun one point")
 
 
 def main(args) -> int:

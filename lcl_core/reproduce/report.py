@@ -199,7 +199,7 @@ def ablation_markdown(results: dict, timing: dict) -> str:
     lines = [f"# Ablation `{results['grid']}`: {results['title']} (profile `{results['profile']}`)", "",
              f"Each cell: the mean over {len(recipe['seeds'])} pre-training seeds {recipe['seeds']} ± the half-width "
              "of its 95 % t-interval. Transfer columns in % (CIDEr and BLEU-4 ×100); latent variance and effective "
-             "rank of the pooled latents of held-out images after pre-training. Everything but the grid's "
+             "rank of the pooled latents of the held-out classification images (4 per class) after pre-training. Everything but the grid's "
              "setting is the Table 1 recipe (`docs/results/table1/recipe.md`).", "",
              f"- command: `{results['command']}`",
              f"- commit: `{results['commit']}`; machine: {results['machine']['processor']}, "
@@ -218,24 +218,29 @@ def ablation_markdown(results: dict, timing: dict) -> str:
     headers = HEADERS + list(LATENT_HEADERS)
     lines += ["", f"| point | {results['axis']} | " + " | ".join(headers) + " |", "|---|---|" + "---|" * len(headers)]
     for label, point in results["points"].items():
-        x = "—" if point["x"] is None else f"{point['x']:g}"
+        x = "—" if point["x"] is None or results["scale"] == "categorical" else f"{point['x']:g}"
         cells = [cell(summary[label][h]) if h not in LATENT_HEADERS else _latent_cell(summary[label][h])
                  for h in headers]
         lines.append(f"| {label} | {x} | " + " | ".join(cells) + " |")
     if results.get("best"):
         lines += ["", "## Best point per column", "",
-                  "| column | best | mean [95 % interval] | best − " + next(iter(results["best"].values()))["reference"]
-                  + " [95 % interval] |", "|---|---|---|---|"]
+                  "| column | best | mean [95 % interval] | best − "
+                  + str(next(iter(results["best"].values()))["reference"]) + " [95 % interval] |", "|---|---|---|---|"]
         for column, best in results["best"].items():
+            number = _significant if column in LATENT_HEADERS else _number
             i, d = best["interval"], best["minus_reference"]
             versus = "(it is the reference)" if d is None else \
-                f"{_number(d['mean'])} [{_number(d['low'])}, {_number(d['high'])}]"
-            lines.append(f"| {column} | {best['label']} | {_number(i['mean'])} [{_number(i['low'])}, "
-                         f"{_number(i['high'])}] | {versus} |")
+                f"{number(d['mean'])} [{number(d['low'])}, {number(d['high'])}]"
+            lines.append(f"| {column} | {best['label']} | {number(i['mean'])} [{number(i['low'])}, "
+                         f"{number(i['high'])}] | {versus} |")
     if results["claims"]["claims"]:
         lines += ["", "## Verdicts", ""] + [f"- **{c['verdict']}** — {c['statement']}"
                                            for c in results["claims"]["claims"]]
     return "\n".join(lines) + "\n"
+
+
+def _significant(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
 def _latent_cell(entry: dict | None) -> str:
