@@ -289,8 +289,8 @@ def reproduce_table1(*, profile: str = "cpu", seeds: Sequence[int] | None = None
     rows: dict[str, dict] = {row.label: {"objective": row.objective, "source": row.source, "setting": row.setting,
                                          "paper_row": row.label if row.label in PAPER_TABLE1 else None,
                                          "seeds": {}} for row in ROWS}
-    units = [make_unit(setting, row, seed, recipe, out) for seed in seeds for row in ROWS]
     # seed-major: a reproduction stopped early still has whole seeds
+    units = [make_unit(setting, row, seed, recipe, out) for seed in seeds for row in ROWS]
     evaluations: dict[str, dict] = {}
     tracker = Progress(total=len(units), write=progress, jobs=recipe.jobs)
     for unit, done in run_units(units, jobs=recipe.jobs):
