@@ -37,16 +37,15 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from ..data import WorldKnobs
-from ..transfer.results import TABLE1_COLUMNS, column_value, validate_results
+from ..transfer.results import column_value, validate_results
 from . import report
-from .claims import (CAPTIONING, CLASSIFICATION_RETRIEVAL, EQUIVALENCE_MARGIN, LEARNED, RANDOM, Claim, Composite,
-                     judge_all)
+from .claims import (ALL_COLUMNS, CAPTIONING, CLASSIFICATION_RETRIEVAL, EQUIVALENCE_MARGIN, LEARNED, RANDOM, Claim,
+                     Composite, judge_all)
+from .report import LATENT_COLUMNS
 from .stats import interval, paired_difference
 from .table1 import PROFILES, Progress, Row, current_commit, machine, make_unit, prepare_setting, run_units
 
 SCHEMA = "lcl-ablation/1"
-ALL_COLUMNS = tuple(c[0] for c in TABLE1_COLUMNS)
-LATENT_COLUMNS = ("latent variance", "effective rank")  # of held-out image latents after pre-training
 EQUIVALENCE_COLUMNS = ("IN-1k", "COCO TR@1", "COCO IR@1")
 
 

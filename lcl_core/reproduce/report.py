@@ -190,7 +190,7 @@ def write_ablation_report(results: dict, timing: dict, folder: str | Path) -> Pa
     return folder
 
 
-LATENT_HEADERS = ("latent variance", "effective rank")
+LATENT_COLUMNS = ("latent variance", "effective rank")  # of held-out image latents after pre-training
 
 
 def ablation_markdown(results: dict, timing: dict) -> str:
@@ -215,11 +215,11 @@ def ablation_markdown(results: dict, timing: dict) -> str:
                                           for key, sizes in results["split_sizes"].items())]
     if results["coarsened"]:
         lines.append(f"- coarsened: {results['coarsened']}")
-    headers = HEADERS + list(LATENT_HEADERS)
+    headers = HEADERS + list(LATENT_COLUMNS)
     lines += ["", f"| point | {results['axis']} | " + " | ".join(headers) + " |", "|---|---|" + "---|" * len(headers)]
     for label, point in results["points"].items():
         x = "—" if point["x"] is None or results["scale"] == "categorical" else f"{point['x']:g}"
-        cells = [cell(summary[label][h]) if h not in LATENT_HEADERS else _latent_cell(summary[label][h])
+        cells = [cell(summary[label][h]) if h not in LATENT_COLUMNS else _latent_cell(summary[label][h])
                  for h in headers]
         lines.append(f"| {label} | {x} | " + " | ".join(cells) + " |")
     if results.get("best"):
@@ -227,7 +227,7 @@ def ablation_markdown(results: dict, timing: dict) -> str:
                   "| column | best | mean [95 % interval] | best − "
                   + str(next(iter(results["best"].values()))["reference"]) + " [95 % interval] |", "|---|---|---|---|"]
         for column, best in results["best"].items():
-            number = _significant if column in LATENT_HEADERS else _number
+            number = _significant if column in LATENT_COLUMNS else _number
             i, d = best["interval"], best["minus_reference"]
             versus = "(it is the reference)" if d is None else \
                 f"{number(d['mean'])} [{number(d['low'])}, {number(d['high'])}]"
@@ -268,7 +268,7 @@ def plot_curves(results: dict, path: Path) -> None:
         return apart_at if x is None else zero_at if (scale == "log" and x == 0) else x
 
     fig, axes = plt.subplots(2, 5, figsize=(22, 8))
-    for ax, header in zip(axes.flat, HEADERS + list(LATENT_HEADERS)):
+    for ax, header in zip(axes.flat, HEADERS + list(LATENT_COLUMNS)):
         series = {}
         for label, point in points.items():
             if point["objective"] is None or summary[label][header] is None:
