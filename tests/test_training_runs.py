@@ -11,6 +11,7 @@ import pytest
 from lcl_core.cli import main as lcl
 from lcl_core.data import EvalSizes, WorldKnobs, cached_world
 from lcl_core.training import RunSpec, TrainConfig, open_run, train_run
+from lcl_core.training.data import build_batches
 from lcl_core.training.runs import read_run_file, run_folder, run_identity
 
 from training_helpers import (kill_after_step, losses, pretrain_command, run_quietly, same_final_weights, small_world,
@@ -48,6 +49,20 @@ def test_identity_covers_what_changes_the_result_and_nothing_else():
     different = [spec.changed(steps=4), spec.changed(seed=1), spec.changed(objective="coca"),
                  spec.changed(source="mmc4+pairs"), spec.changed(img_first_prob=0.25)]
     assert len({run_identity(s) for s in [spec, *different]}) == 1 + len(different)
+
+
+def test_a_mix_takes_each_source_at_its_own_batch_size():
+    spec = tiny_spec(steps=3).changed(source="mmc4+pairs", mix=[2, 1], batch_sizes=[3, 5])
+    tokenizer = world_tokenizer()
+    batches = build_batches(data=spec.data, source=spec.source, config=spec.train, model_config=spec.model_config(
+        tokenizer), tokenizer=tokenizer, rank=0, world_size=1, mix=spec.mix, batch_sizes=spec.batch_sizes)
+    rows = [batch["input_ids"].shape[0] for _, batch in zip(range(6), batches)]
+    assert rows == [3, 3, 5, 3, 3, 5]  # two document batches of 3 rows, then a pair batch of 5
+    assert run_identity(spec) != run_identity(spec.changed(batch_sizes=None))
+    with pytest.raises(ValueError, match="one positive batch size per source"):
+        spec.changed(batch_sizes=[3])
+    with pytest.raises(ValueError, match="one positive batch size per source"):
+        spec.changed(batch_sizes=[3, 0])
 
 
 def test_a_world_rebuilt_with_other_knobs_is_a_new_run_identity(tmp_path):
