@@ -4,6 +4,7 @@ with the Table 1 reproduction and between grids, and the smoke profile of every 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -11,11 +12,11 @@ import pytest
 from lcl_core.reproduce.ablations import (ALL_COLUMNS, GRIDS, LATENT_COLUMNS, best_points, reproduce_ablations,
                                           seed_values)
 from lcl_core.reproduce.claims import judge_all
-from lcl_core.reproduce.report import ablation_markdown, plot_curves
+from lcl_core.reproduce.report import ablation_markdown, plot_curves, verdict_agreement
 from lcl_core.reproduce.stats import interval
 from lcl_core.reproduce.table1 import PROFILES, reproduce_table1
 
-from training_helpers import run_quietly
+from training_helpers import REPO, run_quietly
 
 SEEDS = (0, 1, 2)
 
@@ -222,3 +223,39 @@ def test_smoke_ablations_write_every_grid_and_a_rerun_reuses_everything(tmp_path
     again = run_quietly(ablation_command(out, *GRIDS))
     assert again.stdout.count(": reused ·") == again.stdout.count("] ")  # every unit reused
     assert {name: (report / name / "results.json").read_bytes() for name in GRIDS} == before
+
+
+def _claims_file(folder, *claims):
+    """A claims.json as a report writes it, reduced to what a comparison reads."""
+    folder.mkdir(parents=True)
+    records = [{"key": key, "verdict": verdict, "columns": {c: {"call": call} for c, call in calls.items()}}
+               for key, verdict, calls in claims]
+    (folder / "claims.json").write_text(json.dumps({"preconditions": [], "claims": records}))
+
+
+def test_a_rerun_is_compared_claim_by_claim_and_a_changed_verdict_is_reported(tmp_path):
+    first, second = tmp_path / "seeds-012", tmp_path / "seeds-345"
+    _claims_file(first / "terms", ("term matters", "holds", {"IN-1k": "supports", "COCO TR@1": "supports"}))
+    _claims_file(first / "placement", ("p = 0.5 > p = 0", "fails", {"IN-1k": "contradicts", "COCO TR@1": "unclear"}),
+                 ("p = 0.5 > p = 1", "inconclusive", {"IN-1k": "unclear", "COCO TR@1": "unclear"}))
+    _claims_file(first / "data", ("mix ≈ pairs", "inconclusive", {"IN-1k": "unclear"}))
+    _claims_file(second / "terms", ("term matters", "holds", {"IN-1k": "supports", "COCO TR@1": "supports"}))
+    _claims_file(second / "placement", ("p = 0.5 > p = 0", "fails", {"IN-1k": "contradicts", "COCO TR@1": "contradicts"}),
+                 ("p = 0.5 > p = 1", "fails", {"IN-1k": "unclear", "COCO TR@1": "contradicts"}))
+    table, agree = verdict_agreement(first, second)
+    assert not agree
+    assert "2 of 3 claims judged in both got the same verdict" in table
+    assert "| terms | term matters | holds | holds | yes | 2 of 2 |" in table
+    assert "| placement | p = 0.5 > p = 0 | fails | fails | yes | 1 of 2 |" in table
+    assert "| placement | p = 0.5 > p = 1 | inconclusive | fails | **no** | 1 of 2 |" in table
+    assert "Not in the second: `data`." in table
+    assert verdict_agreement(first / "terms", second / "terms")[1]
+    assert not verdict_agreement(first / "data", second / "terms")[1]  # different claims: nothing judged in both
+
+    command = [sys.executable, "-m", "lcl_core.cli", "reproduce", "compare"]
+    subprocess.run([*command, str(first / "terms"), str(second / "terms")], cwd=REPO, check=True)
+    changed = subprocess.run([*command, str(first), str(second), "--write", str(tmp_path / "check.md")], cwd=REPO,
+                             capture_output=True, text=True)
+    assert changed.returncode == 1 and (tmp_path / "check.md").read_text() == changed.stdout == table
+    empty = subprocess.run([*command, str(tmp_path / "nothing"), str(second)], cwd=REPO, capture_output=True, text=True)
+    assert empty.returncode == 2 and "no claims.json under" in empty.stderr

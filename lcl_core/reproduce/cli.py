@@ -1,4 +1,5 @@
-"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--seeds …] [--world-seed …] [--out DIR] [--report DIR]``."""
+"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--seeds …] [--world-seed …] [--out DIR] [--report DIR]``;
+``lcl reproduce compare FIRST SECOND``: whether two reproductions reach the same verdicts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ def add_arguments(parser) -> None:
     from .ablations import GRIDS
     from .table1 import PROFILES
 
-    sub = parser.add_subparsers(dest="table", required=True, metavar="TABLE")
+    sub = parser.add_subparsers(dest="table", required=True, metavar="WHAT")
     table1 = sub.add_parser("table1", help="every row of the paper's Table 1, several seeds, a verdict per claim")
     ablations = sub.add_parser("ablations", help="the ablation grids as curves over seeds, a verdict per claim")
     for command in (table1, ablations):
@@ -24,11 +25,18 @@ def add_arguments(parser) -> None:
                                                        "OUT/report/ablations)")
     ablations.add_argument("--only", nargs="+", choices=list(GRIDS), metavar="GRID",
                            help=f"the grids to run (default all): {', '.join(GRIDS)}")
+    compare = sub.add_parser("compare", help="the verdicts of two reports side by side (e.g. another seed set); "
+                                             "exit status 1 when a claim's verdict differs")
+    compare.add_argument("first", type=Path, help="a report folder (its claims.json files, at any depth)")
+    compare.add_argument("second", type=Path, help="the report folder to compare it with, laid out the same")
+    compare.add_argument("--write", type=Path, metavar="FILE", help="also write the table to FILE")
     ablations.add_argument("--points", nargs="+", metavar="LABEL",
                            help="only these points of the grids, by label (e.g. 'p = 0.25'): rerun one point")
 
 
 def main(args) -> int:
+    if args.table == "compare":
+        return _compare(args)
     if args.table == "ablations":
         from .ablations import main_ablations
 
@@ -36,3 +44,19 @@ def main(args) -> int:
     from .table1 import main_table1
 
     return main_table1(args)
+
+
+def _compare(args) -> int:
+    import sys
+
+    from .report import verdict_agreement
+
+    try:
+        table, agree = verdict_agreement(args.first, args.second)
+    except FileNotFoundError as error:
+        print(f"lcl reproduce compare: error: {error}", file=sys.stderr)
+        return 2
+    print(table, end="")
+    if args.write:
+        args.write.write_text(table)
+    return 0 if agree else 1

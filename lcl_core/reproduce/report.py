@@ -312,3 +312,43 @@ def plot_curves(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def verdict_agreement(first: str | Path, second: str | Path) -> tuple[str, bool]:
+    """Do two reproductions (e.g. other seeds and another world) reach the same verdicts? Pairs every
+    ``claims.json`` under ``first`` with the one at the same place under ``second``; returns the markdown
+    table and whether every claim judged in both got the same verdict."""
+    first, second = Path(first), Path(second)
+    found = sorted(first.rglob("claims.json"))
+    if not found:
+        raise FileNotFoundError(f"no claims.json under {first}")
+    rows, judged, same, missing = [], 0, 0, []
+    for path in found:
+        where = path.parent.relative_to(first).as_posix()
+        other = second / path.relative_to(first)
+        if not other.exists():
+            missing.append(where or ".")
+            continue
+        theirs = {c["key"]: c for c in json.loads(other.read_text())["claims"]}
+        for claim in json.loads(path.read_text())["claims"]:
+            match = theirs.get(claim["key"])
+            if match is None:
+                continue
+            judged += 1
+            agree = claim["verdict"] == match["verdict"]
+            same += agree
+            columns = [c for c in claim.get("columns", {}) if c in match.get("columns", {})]
+            alike = sum(claim["columns"][c]["call"] == match["columns"][c]["call"] for c in columns)
+            calls = f"{alike} of {len(columns)}" if columns else "—"
+            rows.append(f"| {where or '.'} | {claim['key']} | {claim['verdict']} | {match['verdict']} | "
+                        f"{'yes' if agree else '**no**'} | {calls} |")
+    lines = [f"# Verdicts of `{first}` against `{second}`", ""]
+    if judged:
+        lines += [f"{same} of {judged} claims judged in both got the same verdict.", "",
+                  "| where | claim | first | second | same verdict | columns called alike |",
+                  "|---|---|---|---|---|---|", *rows]
+    else:
+        lines.append("No claim was judged in both.")
+    if missing:
+        lines += ["", "Not in the second: " + ", ".join(f"`{m}`" for m in missing) + "."]
+    return "\n".join(lines) + "\n", judged > 0 and same == judged
