@@ -169,10 +169,12 @@ def plot_image_ranking(images: torch.Tensor, queries: Sequence[str], ranking: to
 
 
 def plot_series(ax, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
-                title: str | None = None, log: bool = False, reference: Mapping[str, float] | None = None) -> None:
-    """Lines ``label -> (x, y)`` on one axis, with optional horizontal reference lines."""
+                title: str | None = None, log: bool = False, reference: Mapping[str, float] | None = None,
+                colors: Mapping[str, str] | None = None) -> None:
+    """Lines ``label -> (x, y)`` on one axis, with optional horizontal reference lines; ``colors`` keeps a
+    label's colour when other panels have other series."""
     for name, (x, y) in series.items():
-        ax.plot(x, y, label=name)
+        ax.plot(x, y, label=name, color=(colors or {}).get(name))
     for name, value in (reference or {}).items():
         ax.axhline(value, linestyle="--", color="grey", linewidth=1)
         ax.annotate(name, (ax.get_xlim()[0], value), fontsize=8, color="grey", va="bottom")
@@ -202,16 +204,21 @@ DASHBOARD_PANELS = (
     ("info_nce_bound", "log N - L_con (nats)", "InfoNCE bound on I(latent; context)"),
     ("latent_variance", "variance of normalised latents", "latent spread (collapse diagnostic)"),
 )
+# `lcl plot`: the dashboard plus the total loss (every objective has one, not only LCL's two terms) and the
+# second collapse diagnostic
+RUN_PANELS = (("loss", "weighted total (nats)", "training loss"), *DASHBOARD_PANELS,
+              ("effective_rank", "exp(entropy of singular values)", "latent effective rank (collapse)"))
 
 
 def plot_training(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, panels=DASHBOARD_PANELS,
                   title: str | None = None):
     """One panel per metric, one line per run (``label -> trainer records``)."""
     fig, axes = new_axes(len(panels), width=3.9, height=3.0, rows=1 if len(panels) <= 3 else 2)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(runs)}  # a run keeps its colour where others lack a metric
     for ax, (key, ylabel, panel_title) in zip(axes, panels):
         series = {name: metric_series(records, key) for name, records in runs.items()}
         series = {name: points for name, points in series.items() if points[0]}
-        plot_series(ax, series, xlabel="optimiser step", ylabel=ylabel, title=panel_title)
+        plot_series(ax, series, xlabel="optimiser step", ylabel=ylabel, title=panel_title, colors=colors)
         if key == "info_nce_bound" and len(runs) == 1 and series:
             records = next(iter(runs.values()))
             ceiling = [(r["step"], math.log(r["num_pairs"])) for r in records if r.get("num_pairs")]

@@ -16,17 +16,10 @@ from lcl_core.training.data import build_batches
 from lcl_core.training.runs import read_run_file, run_folder, run_identity
 
 from training_helpers import (kill_after_step, losses, pretrain_command, run_quietly, same_final_weights, small_world,
-                              tiny_model_config, world_tokenizer)
+                              tiny_spec, world_tokenizer)
 
 TINY_EVAL = EvalSizes(classification_train_per_class=1, classification_val_per_class=1, captions_train=2,
                       captions_val=1, captions_test=2, flickr30k_train=2, flickr30k_test=2, nocaps_per_domain=1)
-
-
-def tiny_spec(**train) -> RunSpec:
-    """The small world with the odd test model and the world's saved tokenizer."""
-    return RunSpec(data=str(small_world()), preset=None, model=tiny_model_config(world_tokenizer()).to_dict(),
-                   tokenizer=str(small_world() / "tokenizer"),
-                   train=TrainConfig(batch_size=4, lr=2e-3, warmup_steps=1, progress_bar=False, **train))
 
 
 def test_spec_round_trips_and_changes_one_parameter():
