@@ -45,6 +45,23 @@ def test_identity_covers_what_changes_the_result_and_nothing_else():
     assert len({run_identity(s) for s in [spec, *different]}) == 1 + len(different)
 
 
+def test_an_image_folder_apart_from_the_shards_is_part_of_the_identity(tmp_path):
+    spec = tiny_spec(steps=3)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"x")
+    apart = spec.changed(images=images)
+    one_image = run_identity(apart)
+    assert apart.images == str(images) and one_image != run_identity(spec)
+    (images / "b.png").write_bytes(b"y")
+    assert run_identity(apart) != one_image  # another image in the folder: other data
+    with pytest.raises(FileNotFoundError, match="image folder .* does not exist"):
+        run_identity(spec.changed(images=tmp_path / "absent"))
+    with pytest.raises(ValueError, match="carries its images in its tars"):
+        spec.changed(source="pairs", images=images)
+    assert spec.changed(source="mmc4+pairs", images=images).images == str(images)  # the documents' images
+
+
 def test_a_mix_takes_each_source_at_its_own_batch_size():
     spec = tiny_spec(steps=3).changed(source="mmc4+pairs", mix=[2, 1], batch_sizes=[3, 5])
     tokenizer = world_tokenizer()
