@@ -7,15 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .training.runs import read_history, read_run_file
+from .training.runs import read_history, run_label
 from .training.trainer import METRICS_FILE
 from .viz import RUN_PANELS, plot_training
-
-
-def run_label(folder: Path) -> str:
-    """The label the run was built with (``RunSpec`` label, e.g. a Table 1 row), else the folder's name."""
-    record = read_run_file(folder) or {}
-    return record.get("label") or folder.name
 
 
 def histories(folders: list[Path]) -> dict[str, list[dict]]:
@@ -54,5 +48,6 @@ def main(args) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=110)
     steps = ", ".join(f"{label}: {records[-1]['step']} steps" for label, records in runs.items())
-    print(f"{args.out}: {len(RUN_PANELS)} panels; {steps}")
+    drawn = sum(ax.get_visible() for ax in figure.axes)  # panels no run logged are left out
+    print(f"{args.out}: {drawn} panels; {steps}")
     return 0

@@ -61,6 +61,9 @@ def test_every_panel_draws_each_runs_logged_values_in_one_colour_per_run(two_run
         [math.log(r["num_pairs"]) - r["contrastive_loss"] for r in lcl])
     colours = {lines_by_label(ax)["LCL"].get_color() for ax in axes}
     assert len(colours) == 1  # LCL keeps its colour in the panels where generation only is absent
+    alone = visible_axes(plot_training({"generation only": runs["generation only"]}, panels=RUN_PANELS))
+    assert [ax.get_title() for ax in alone] == ["training loss", "next-token prediction",
+                                                "latent spread (collapse diagnostic)", "latent effective rank (collapse)"]
 
 
 def test_lcl_plot_writes_the_panels_of_several_runs_to_a_png(two_runs, tmp_path):

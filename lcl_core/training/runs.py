@@ -194,6 +194,21 @@ def is_finished(folder: str | Path) -> bool:
     return (Path(folder) / FINAL_DIR / "model.safetensors").is_file()
 
 
+def run_label(folder: str | Path) -> str:
+    """The label a run was built with (e.g. a Table 1 row), else its folder's name."""
+    record = read_run_file(folder) or {}
+    return record.get("label") or Path(folder).name
+
+
+def find_runs(root: str | Path) -> dict[str, Path]:
+    """The finished runs under ``root/runs`` (as :func:`train_run` keeps them), ``label -> folder``; a label
+    shared by several runs gets the folder's name."""
+    folders = sorted(p.parent for p in (Path(root) / "runs").glob("*/run.json") if is_finished(p.parent))
+    labels = [run_label(folder) for folder in folders]
+    return {label if labels.count(label) == 1 else f"{label} ({folder.name})": folder
+            for label, folder in zip(labels, folders)}
+
+
 @dataclass
 class PreparedRun:
     """A run ready to train: ``trainer.run()``, then :meth:`finish` writes ``final/`` (rank 0)."""
