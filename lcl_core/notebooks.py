@@ -225,9 +225,18 @@ def add_arguments(parser) -> None:
     run.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these notebooks")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the terminal")
     sub.add_parser("list", help="the sequence, each notebook's parameters and the profiles' overrides")
+    exercise = sub.add_parser("exercise", help="a notebook's exercises; with a number, run one: the notebook with and "
+                                               "without the change, and which way the number moved")
+    exercise.add_argument("name", choices=SEQUENCE, metavar="NAME")
+    exercise.add_argument("number", type=int, nargs="?", help="the exercise to run (1, 2, …); none: list them")
+    exercise.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    exercise.add_argument("--out", type=Path, default=None,
+                          help="work folder (default <checkout>/runs/notebooks/exercises/PROFILE/NAME-N)")
 
 
 def main(args) -> int:
+    if args.action == "exercise":
+        return _exercise(args)
     if args.action == "list":
         for name in SEQUENCE:
             print(f"{name}: {json.dumps(declared_parameters(name))}")
@@ -244,4 +253,24 @@ def main(args) -> int:
         return 2
     total = sum(r.seconds for r in runs)
     print(f"{len(runs)} notebooks in {total:.0f} s; executed notebooks and results in {Path(out_dir).resolve()}")
+    return 0
+
+
+def _exercise(args) -> int:
+    from .exercises import exercise_markdown, exercises_for, run_exercise
+
+    found = exercises_for(args.name)
+    if args.number is None:
+        print(exercise_markdown(args.name))
+        return 0
+    if not 1 <= args.number <= len(found):
+        print(f"lcl notebooks: error: {args.name} has exercises 1 to {len(found)}", file=sys.stderr)
+        return 2
+    exercise = found[args.number - 1]
+    out_dir = args.out or repo_root() / "runs" / "notebooks" / "exercises" / args.profile / f"{args.name}-{args.number}"
+    print(f"{args.name}, exercise {args.number}: {exercise.question}")
+    outcome = run_exercise(exercise, profile=args.profile, out_dir=out_dir)
+    print(f"{exercise.key}: {outcome['before']:.4g} -> {outcome['after']:.4g} ({outcome['moved']}); predicted "
+          f"{exercise.expected}: {'as predicted' if outcome['as_predicted'] else 'NOT as predicted'}")
+    print(f"why: {exercise.why}")
     return 0

@@ -97,6 +97,23 @@ def interleaved_sequence(
     return InterleavedSequence(ids=ids, image_indices=order[:kept], truncated=truncated)
 
 
+def laid_out(tok: Tokenizer, ids: Sequence[int]) -> str:
+    """A token row as text with each image block as ``[image k]``: where a reader put the images among the
+    sentences (``<sot>``, ``<eot>`` and padding are left out)."""
+    parts, text, images = [], [], 0
+    for token in [*ids, None]:
+        if token not in (tok.soi_id, tok.img_id, tok.eoi_id, tok.sot_id, tok.eot_id, tok.pad_id, None):
+            text.append(token)
+            continue
+        if text:
+            parts.append(tok.decode(text))
+            text = []
+        if token == tok.soi_id:
+            images += 1
+            parts.append(f"[image {images}]")
+    return " ".join(part for part in parts if part)
+
+
 def pad_rows(rows: Sequence[Sequence[int]], *, pad_id: int, length: int | None = None) -> torch.Tensor:
     """Right-pad token rows into a ``[B, L]`` long tensor (L = longest row unless given)."""
     length = max(len(r) for r in rows) if length is None else length

@@ -168,11 +168,34 @@ def plot_image_ranking(images: torch.Tensor, queries: Sequence[str], ranking: to
     return fig
 
 
+def plot_captioned_images(images: torch.Tensor, captions: Sequence[tuple[str, str]], *, title: str):
+    """Each image (``images`` [M, 3, H, W], normalised as by :func:`lcl_core.images.image_transform`) with its
+    generated caption above the reference one."""
+    fig, axes = new_axes(len(captions), width=2.6, height=3.0, rows=math.ceil(len(captions) / 3))
+    pictures = denormalize(images.detach().float()).permute(0, 2, 3, 1)
+    for ax, picture, (generated, reference) in zip(axes, pictures, captions):
+        ax.imshow(picture)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(_wrap(f"→ {generated}"), fontsize=7, loc="left")
+        ax.set_xlabel(_wrap(f"reference: {reference}"), fontsize=7, color="dimgrey")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _wrap(text: str, width: int = 34, lines: int = 3) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)[:lines])
+
+
 def plot_series(ax, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
-                title: str | None = None, log: bool = False, reference: Mapping[str, float] | None = None) -> None:
-    """Lines ``label -> (x, y)`` on one axis, with optional horizontal reference lines."""
+                title: str | None = None, log: bool = False, reference: Mapping[str, float] | None = None,
+                colors: Mapping[str, str] | None = None) -> None:
+    """Lines ``label -> (x, y)`` on one axis, with optional horizontal reference lines; ``colors`` keeps a
+    label's colour when other panels have other series."""
     for name, (x, y) in series.items():
-        ax.plot(x, y, label=name)
+        ax.plot(x, y, label=name, color=(colors or {}).get(name))
     for name, value in (reference or {}).items():
         ax.axhline(value, linestyle="--", color="grey", linewidth=1)
         ax.annotate(name, (ax.get_xlim()[0], value), fontsize=8, color="grey", va="bottom")
@@ -202,16 +225,22 @@ DASHBOARD_PANELS = (
     ("info_nce_bound", "log N - L_con (nats)", "InfoNCE bound on I(latent; context)"),
     ("latent_variance", "variance of normalised latents", "latent spread (collapse diagnostic)"),
 )
+# `lcl plot`: the dashboard plus the total loss (every objective has one, not only LCL's two terms) and the
+# second collapse diagnostic
+RUN_PANELS = (("loss", "weighted total (nats)", "training loss"), *DASHBOARD_PANELS,
+              ("effective_rank", "exp(entropy of singular values)", "latent effective rank (collapse)"))
 
 
 def plot_training(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, panels=DASHBOARD_PANELS,
                   title: str | None = None):
-    """One panel per metric, one line per run (``label -> trainer records``)."""
+    """One panel per metric that some run logged, one line per run (``label -> trainer records``)."""
+    panels = [panel for panel in panels if any(metric_series(records, panel[0])[0] for records in runs.values())]
     fig, axes = new_axes(len(panels), width=3.9, height=3.0, rows=1 if len(panels) <= 3 else 2)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(runs)}  # a run keeps its colour where others lack a metric
     for ax, (key, ylabel, panel_title) in zip(axes, panels):
         series = {name: metric_series(records, key) for name, records in runs.items()}
         series = {name: points for name, points in series.items() if points[0]}
-        plot_series(ax, series, xlabel="optimiser step", ylabel=ylabel, title=panel_title)
+        plot_series(ax, series, xlabel="optimiser step", ylabel=ylabel, title=panel_title, colors=colors)
         if key == "info_nce_bound" and len(runs) == 1 and series:
             records = next(iter(runs.values()))
             ceiling = [(r["step"], math.log(r["num_pairs"])) for r in records if r.get("num_pairs")]
@@ -296,18 +325,38 @@ def plot_document_images(record: dict, image_folder: str | Path, *, size: float 
     return fig
 
 
+def _widgets(interactive: bool):
+    """ipywidgets when the notebook is interactive and has them, else None (headless runs show static output)."""
+    if not interactive:
+        return None
+    try:
+        import ipywidgets
+    except ImportError:
+        return None
+    return ipywidgets
+
+
 def document_browser(count: int, show_document: Callable[[int], None], *, interactive: bool) -> None:
     """A slider over ``count`` documents calling ``show_document(index)``; with ``interactive=False`` (headless
     runs) or without ipywidgets, the first document is shown as static output instead."""
-    if interactive:
-        try:
-            import ipywidgets as widgets
-        except ImportError:
-            interactive = False
-    if not interactive:
+    widgets = _widgets(interactive)
+    if widgets is None:
         show_document(0)
         return
     from IPython.display import display
 
     slider = widgets.IntSlider(value=0, min=0, max=count - 1, description="document")
     display(slider, widgets.interactive_output(show_document, {"index": slider}))
+
+
+def run_picker(labels: Sequence[str], show_run: Callable[[str], None], *, interactive: bool) -> None:
+    """A drop-down over run labels calling ``show_run(label)``; headless (``interactive=False``) or without
+    ipywidgets, the first run is shown as static output instead."""
+    widgets = _widgets(interactive)
+    if widgets is None:
+        show_run(labels[0])
+        return
+    from IPython.display import display
+
+    choice = widgets.Dropdown(options=list(labels), value=labels[0], description="run")
+    display(choice, widgets.interactive_output(show_run, {"label": choice}))

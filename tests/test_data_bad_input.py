@@ -1,9 +1,7 @@
 """Every bad-input case is a counted skip (or repair), and an error naming the file when nothing is usable;
 plus the real MMC4 sample with stand-in images."""
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,31 +12,10 @@ from lcl_core.data import MMC4Dataset, NothingReadable, PairedDataset, make_load
 from lcl_core.data.writers import TarShards, pair_files
 from lcl_core.tokenizer import TrainedTokenizer
 
+from data_helpers import doc, png, shard
+
 FIXTURE = Path(__file__).parents[2] / "shared" / "fixtures" / "mmc4-sample" / "docs_no_face_shard_151_v3.jsonl"
 TOK = TrainedTokenizer.train(["a picture of a red circle on grass", "hello world text"] * 5, vocab_size=120)
-
-
-def png(size=(12, 12), mode="RGB", **save) -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, 3 if mode in ("P", "I;16", "I") else None).save(buffer, format=save.pop("format", "PNG"), **save)
-    return buffer.getvalue()
-
-
-def doc(*images, sentences=3) -> dict:
-    return {"url": "u", "text_list": [f"hello world {i}" for i in range(sentences)], "similarity_matrix": [],
-            "image_info": [{"image_name": n, "matched_text_index": i, "matched_sim": s, "raw_url": "", "face_detections": None}
-                           for n, i, s in images]}
-
-
-def shard(folder: Path, lines: list, index=0, member=None, images=None) -> Path:
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    for name, data in (images or {}).items():
-        (folder / "images" / name).write_bytes(data)
-    path = folder / f"docs_shard_{index}_v2.jsonl.zip"
-    info = zipfile.ZipInfo(member or path.name[:-4])
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr(info, b"".join((json.dumps(l).encode() if isinstance(l, dict) else l) + b"\n" for l in lines))
-    return path
 
 
 def read(folder, **options):

@@ -11,6 +11,7 @@ tiny models' steps were about ten times slower with two spinning OpenMP threads 
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -22,7 +23,9 @@ import nbformat
 import pytest
 
 from lcl_core.config import get_preset
-from lcl_core.notebooks import PROFILES, SEQUENCE, notebook_dir, notebook_path, repo_root, run_notebooks
+from lcl_core.exercises import EXERCISES, lookup
+from lcl_core.notebooks import (PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, repo_root,
+                                run_notebooks)
 from lcl_core.reproduce import PROFILES as REPRODUCTION_PROFILES
 
 CHECK_TAG = "nbval-check-output"
@@ -49,6 +52,8 @@ def test_committed_notebook_is_clean_and_parameterised(name):
         assert f"{parameter} =" in first, f"{name}: the parameters cell does not declare {parameter}"
     assert nb.metadata.kernelspec.name == "python3"
     assert f'apply_profile(globals(), "{name}")' in code_cells[1].source, f"{name}: sizes must follow its profile"
+    assigned = {target.id for node in ast.parse(first).body if isinstance(node, ast.Assign) for target in node.targets}
+    assert set(declared_parameters(name)) == assigned, f"{name}: papermill cannot read every parameter (no '=' in comments)"
 
 
 @pytest.mark.parametrize("name", SEQUENCE)
@@ -242,6 +247,14 @@ def test_07_transfer_table_has_every_run_and_the_baselines(smoke):
     assert schema["schema"] == "lcl-transfer-results/1" and schema["protocol"]["seeds"] == [0]
     assert len(r["retrieval_examples"]) == 4 and all(len(e["top3"]) == 3 for e in r["retrieval_examples"])
     assert len(r["caption_examples"]) == 6 and all(e["reference"] for e in r["caption_examples"])
+    # the run picker lists every finished run of the shared folder: this notebook's and 04's, and 05's baselines
+    assert set(r["runs"].values()) <= set(r["runs_found"].values())
+
+
+@pytest.mark.notebooks
+def test_every_exercise_reads_a_number_the_notebook_writes(smoke):
+    for exercise in EXERCISES:
+        assert isinstance(lookup(results(smoke, exercise.notebook), exercise.key), float), exercise
 
 
 @pytest.mark.notebooks

@@ -16,17 +16,10 @@ from lcl_core.training.data import build_batches
 from lcl_core.training.runs import read_run_file, run_folder, run_identity
 
 from training_helpers import (kill_after_step, losses, pretrain_command, run_quietly, same_final_weights, small_world,
-                              tiny_model_config, world_tokenizer)
+                              tiny_spec, world_tokenizer)
 
 TINY_EVAL = EvalSizes(classification_train_per_class=1, classification_val_per_class=1, captions_train=2,
                       captions_val=1, captions_test=2, flickr30k_train=2, flickr30k_test=2, nocaps_per_domain=1)
-
-
-def tiny_spec(**train) -> RunSpec:
-    """The small world with the odd test model and the world's saved tokenizer."""
-    return RunSpec(data=str(small_world()), preset=None, model=tiny_model_config(world_tokenizer()).to_dict(),
-                   tokenizer=str(small_world() / "tokenizer"),
-                   train=TrainConfig(batch_size=4, lr=2e-3, warmup_steps=1, progress_bar=False, **train))
 
 
 def test_spec_round_trips_and_changes_one_parameter():
@@ -50,6 +43,23 @@ def test_identity_covers_what_changes_the_result_and_nothing_else():
     different = [spec.changed(steps=4), spec.changed(seed=1), spec.changed(objective="coca"),
                  spec.changed(source="mmc4+pairs"), spec.changed(img_first_prob=0.25)]
     assert len({run_identity(s) for s in [spec, *different]}) == 1 + len(different)
+
+
+def test_an_image_folder_apart_from_the_shards_is_part_of_the_identity(tmp_path):
+    spec = tiny_spec(steps=3)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"x")
+    apart = spec.changed(images=images)
+    one_image = run_identity(apart)
+    assert apart.images == str(images) and one_image != run_identity(spec)
+    (images / "b.png").write_bytes(b"y")
+    assert run_identity(apart) != one_image  # another image in the folder: other data
+    with pytest.raises(FileNotFoundError, match="image folder .* does not exist"):
+        run_identity(spec.changed(images=tmp_path / "absent"))
+    with pytest.raises(ValueError, match="carries its images in its tars"):
+        spec.changed(source="pairs", images=images)
+    assert spec.changed(source="mmc4+pairs", images=images).images == str(images)  # the documents' images
 
 
 def test_a_mix_takes_each_source_at_its_own_batch_size():

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from lcl_core.data import EvalSizes, build_world
 from lcl_core.objectives import objective_spec
 from lcl_core.tokenizer import TrainedTokenizer, load_tokenizer
+from lcl_core.training import RunSpec, TrainConfig
 
 from conftest import odd_config
 
@@ -59,6 +60,13 @@ def tiny_model_config_file(folder: Path) -> Path:
     path = folder / "tiny-model.json"
     tiny_model_config(world_tokenizer()).to_json(path)
     return path
+
+
+def tiny_spec(**train) -> RunSpec:
+    """The small world with the odd test model and the world's saved tokenizer."""
+    return RunSpec(data=str(small_world()), preset=None, model=tiny_model_config(world_tokenizer()).to_dict(),
+                   tokenizer=str(small_world() / "tokenizer"),
+                   train=TrainConfig(batch_size=4, lr=2e-3, warmup_steps=1, progress_bar=False, **train))
 
 
 def pretrain_command(out: Path, *extra: str, launcher: tuple[str, ...] = ()) -> list[str]:

@@ -1,9 +1,9 @@
-"""``lcl data world`` (build the offline world) and ``lcl data inspect PATH`` (summarise any shard)."""
+"""``lcl data world`` (build the offline world) and ``lcl data inspect PATH`` (read any shard with the real reader)."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -26,13 +26,20 @@ def add_arguments(parser) -> None:
         for knob in fields(group):
             world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
                                help=f"{kind} (default {knob.default})")
-    inspect = sub.add_parser("inspect", help="summarise a world folder, MMC4 shard, OBELICS parquet or tar")
-    inspect.add_argument("path")
-    inspect.add_argument("--show", type=int, default=1, help="records to print")
+    inspect = sub.add_parser("inspect", help="read a world, MMC4 shards, OBELICS parquet or tars with the training "
+                                             "readers: records read, rows and images kept, skips by reason")
+    inspect.add_argument("path", help="a world folder, a shard / parquet / tar, or a folder of one format")
+    inspect.add_argument("--images", help="MMC4/OBELICS images kept apart from the shards (as lcl pretrain --images)")
+    inspect.add_argument("--tokenizer", help="'clip' or a saved tokenizer folder (default: the world's, else clip)")
+    inspect.add_argument("--limit", type=int, default=1000, help="stop after this many records per source (default "
+                                                                 "1000; 0: read everything)")
+    inspect.add_argument("--show", type=int, default=2, help="rows to print laid out, images as [image k]")
+    inspect.add_argument("--context-length", type=int, default=2048, help="tokens per row, as the model's (default "
+                                                                          "2048: the official LCL context)")
 
 
 def main(args) -> int:
-    return build(args) if args.action == "world" else inspect(Path(args.path), args.show)
+    return build(args) if args.action == "world" else inspect(args)
 
 
 def build(args) -> int:
@@ -58,41 +65,35 @@ def world_flags(knobs, eval_sizes) -> str:
                     for f in fields(given) if getattr(given, f.name) != getattr(default, f.name))
 
 
-def inspect(path: Path, show: int) -> int:
-    if path.is_dir() and (path / "world.json").is_file():
-        manifest = json.loads((path / "world.json").read_text())
-        print(json.dumps({k: manifest[k] for k in ("seed", "tier", "image_size", "counts", "knobs")}, indent=1))
-    elif path.name.endswith((".jsonl.zip", ".jsonl")):
-        _inspect_mmc4(path, show)
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-        table = pq.read_table(path)
-        rows = table.slice(0, show).to_pylist()
-        images = sum(sum(x is not None for x in r) for r in table.column("images").to_pylist())
-        print(f"{path}: OBELICS parquet, {table.num_rows} documents, {images} images, columns {table.column_names}")
-        for row in rows:
-            print(json.dumps({k: row[k] for k in ("texts", "images")}, ensure_ascii=False)[:600])
-    elif path.suffix == ".tar":
-        from .paired import tar_samples
-        samples = list(tar_samples(path))
-        extensions = Counter(e for s in samples for e in s if e != "__key__")
-        print(f"{path}: webdataset tar, {len(samples)} samples, files {dict(extensions)}")
-        for sample in samples[:show]:
-            print(f"  {sample['__key__']}: {sample.get('txt', b'').decode('utf-8', 'replace')}")
-    else:
-        print(f"{path}: not a world folder, MMC4 shard, OBELICS parquet or webdataset tar")
-        return 1
-    return 0
+def inspect(args) -> int:
+    from ..tokenizer import load_tokenizer
+    from .inspection import inspect_files, inspect_world
+
+    path = Path(args.path)
+    world = path.is_dir() and (path / "world.json").is_file()
+    tokenizer = load_tokenizer(args.tokenizer or (path / "tokenizer" if world and (path / "tokenizer").is_dir()
+                                                  else "clip"))
+    options = dict(images=args.images, limit=args.limit or None, show=args.show, context_length=args.context_length)
+    try:
+        if world:
+            manifest = json.loads((path / "world.json").read_text())
+            print(json.dumps({k: manifest[k] for k in ("seed", "tier", "image_size", "counts", "knobs")}, indent=1))
+            inspections = inspect_world(path, tokenizer, **options)
+        else:
+            inspections = [inspect_files(path, tokenizer, **options)]
+    except (FileNotFoundError, ValueError) as error:
+        print(f"lcl data inspect: error: {error}", file=sys.stderr)
+        return 2
+    if path.is_file() and inspections[0].kind == "MMC4 shards":
+        _text_statistics(path)
+    for inspection in inspections:
+        print("\n".join(inspection.lines()))
+    return 0 if all(i.rows for i in inspections) else 1  # 1: a source with nothing usable
 
 
-def _inspect_mmc4(path: Path, show: int) -> None:
+def _text_statistics(path: Path) -> None:
     docs, broken = read_documents(path)
     stats = document_statistics(docs)
-    print(f"{path}: MMC4 shard, {len(docs)} documents ({broken} unreadable lines), {stats['images']} images "
+    print(f"{path}: {len(docs)} documents ({broken} unreadable lines), {stats['images']} images "
           f"({stats['images_per_document']:.1f} per document), median {stats['median_sentences']} sentences, "
           f"{stats['share_below_threshold']:.0%} of images below {SIM_THRESHOLD}")
-    for doc in docs[:show]:
-        print(f"  {doc.get('url')}")
-        for info in doc.get("image_info", []):
-            text = doc["text_list"][info["matched_text_index"]]
-            print(f"    {info['image_name']}  sim {info['matched_sim']:.3f}  -> {text[:90]}")

@@ -92,8 +92,18 @@ def document_statistics(documents: Sequence[dict], *, sim_threshold: float = SIM
     }
 
 
+def shard_stem(path: Path) -> str:
+    """``docs_shard_3_v2.jsonl.zip`` -> ``docs_shard_3_v2``: the name of a shard's own image folder."""
+    name = path.name
+    for suffix in (".zip", ".jsonl"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name
+
+
 class MMC4Dataset(ShardedStream):
-    """Streams MMC4 documents as interleaved samples. ``image_root`` defaults to ``<shard dir>/images``."""
+    """Streams MMC4 documents as interleaved samples. Images are looked up by ``image_name`` in
+    ``image_root`` (default ``<shard dir>/images``), or in ``image_root/<shard stem>/`` where that folder
+    exists: real MMC4 keeps its shards in one folder and the images fetched for each shard in another."""
 
     unit_patterns = ("*.jsonl.zip", "*shard*.jsonl")  # not sidecars such as alignment.jsonl
 
@@ -149,6 +159,8 @@ class MMC4Dataset(ShardedStream):
         if not selected:
             raise Skip("no_image_above_threshold")
         root = self.image_root or path.parent / "images"
+        if (root / shard_stem(path)).is_dir():
+            root = root / shard_stem(path)
         loaded = [(sentence, self.load_image(root / name)) for sentence, name in selected]
         loaded = [(sentence, image) for sentence, image in loaded if image is not None]
         if not loaded:

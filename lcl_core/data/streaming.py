@@ -130,16 +130,19 @@ class ShardedStream(IterableDataset):
 
     def __init__(self, paths, tokenizer: Tokenizer, *, image_size: int, num_image_tokens: int,
                  context_length: int, seed: int = 0, loop: bool = False, shuffle: bool = True,
-                 rank: int | None = None, world_size: int | None = None) -> None:
+                 rank: int | None = None, world_size: int | None = None, max_records: int | None = None) -> None:
         super().__init__()
         self.units = expand_paths(paths, self.unit_patterns)
         self.tokenizer = tokenizer
         self.image_size, self.num_image_tokens, self.context_length = image_size, num_image_tokens, context_length
         self.seed, self.loop, self.shuffle = seed, loop, shuffle
+        self.max_records = max_records  # a quick look (lcl data inspect): stop once this many records are read
         self.rank, self.world_size = distributed_rank(rank, world_size)
         self.transform = image_transform(image_size)
         self.epoch = 0
         self.skips: Counter = Counter()  # cumulative, this process (see make_loader for workers)
+        self.records_read = 0  # cumulative: the records (documents, pairs) tried, kept or not
+        self.records_skipped: Counter = Counter()  # the part of ``skips`` that dropped a whole record
         self.last_epoch_summary: dict[str, Any] = {}
         self._epoch_skips: Counter = Counter()
         self._pending: Counter = Counter()  # skips not yet reported in a sample's position
@@ -218,17 +221,23 @@ class ShardedStream(IterableDataset):
         self._epoch_skips = Counter()
         produced, attempted = 0, 0
         for unit in mine:
+            if self._read_enough():
+                break
             path = self.units[unit]
             for index, raw in self._guarded_records(path):
+                if self._read_enough():
+                    break
                 if not by_unit and index % consumers != consumer:
                     continue
                 if cursor is not None and unit == cursor["unit"] and index < cursor["record"]:
                     continue
                 attempted += 1
+                self.records_read += 1
                 try:
                     samples = self._samples(raw, random.Random(stable_int(self.seed, epoch, path.name, index)))
                 except Skip as skip:
                     self.count(skip.reason)
+                    self.records_skipped[skip.reason] += 1
                     continue
                 for part, sample in enumerate(samples):
                     if cursor is not None and (unit, index) == (cursor["unit"], cursor["record"]) \
@@ -240,6 +249,9 @@ class ShardedStream(IterableDataset):
         self._finish_epoch(epoch, worker, produced, attempted or sum(self._epoch_skips.values()), cursor,
                            [self.units[u] for u in mine])
         return produced
+
+    def _read_enough(self) -> bool:
+        return self.max_records is not None and self.records_read >= self.max_records
 
     def _guarded_records(self, path: Path) -> Iterator[tuple[int, Any]]:
         """A file's records; a file that breaks (at open or midway) is counted, not raised."""

@@ -77,12 +77,14 @@ class JsonLinesWriter:
 
 
 class TensorBoardWriter:
-    """Scalars under ``train/`` in ``folder`` when the ``tensorboard`` package is installed."""
+    """Scalars under ``train/`` in ``folder`` when the ``tensorboard`` package is installed (the
+    ``tensorboard`` extra). A resumed run purges the events after its checkpoint's step, as
+    :class:`JsonLinesWriter` truncates ``metrics.jsonl``, so each step is shown once."""
 
     def __init__(self, folder: str | Path) -> None:
         from torch.utils.tensorboard import SummaryWriter  # ImportError without tensorboard
 
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.folder, self.summary_writer, self.writer = Path(folder), SummaryWriter, None
 
     @classmethod
     def if_installed(cls, folder: str | Path) -> "TensorBoardWriter | None":
@@ -92,9 +94,16 @@ class TensorBoardWriter:
             return None
 
     def attach(self, trainer) -> "TensorBoardWriter":
+        trainer.add_callback("on_train_start", self._open)
         trainer.add_callback("on_log", self._write)
+        trainer.add_callback("on_checkpoint", lambda t: self.writer.flush())  # on disk up to the resume point
         trainer.add_callback("on_train_end", lambda t: self.writer.close())
         return self
+
+    def _open(self, trainer) -> None:
+        # purge_step: TensorBoard drops the earlier sitting's events from that step on; the checkpoint's own
+        # step was logged before it was saved, so it stays (as in metrics.jsonl)
+        self.writer = self.summary_writer(log_dir=str(self.folder), purge_step=trainer.step + 1 if trainer.step else None)
 
     def _write(self, trainer) -> None:
         for key, value in trainer.metrics.items():

@@ -21,6 +21,7 @@ import types
 import typing
 
 from ..config import ModelConfig
+from ..data import NothingReadable
 from .checkpointing import CorruptCheckpointError
 from .config import TrainConfig
 from .data import SOURCES, SYNTHETIC
@@ -37,6 +38,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model-config", help="a model config JSON (kit or official LCL_*.json) instead of --preset")
     parser.add_argument("--data-source", help=f"one of {', '.join([*SOURCES, SYNTHETIC])}, or several joined with "
                                               "'+' to mix them (e.g. mmc4+pairs); default: the objective's own")
+    parser.add_argument("--images", help="the documents' image folder when it is not beside the shards (real MMC4: "
+                                         "IMAGES/NAME or IMAGES/<shard stem>/NAME); mmc4 and obelics sources")
     parser.add_argument("--mix", type=_ratio, help="batches of each mixed source per cycle, e.g. 2:1 (default 1:1)")
     parser.add_argument("--tokenizer", default="trained",
                         help="'trained' (a BPE trained on DATA/corpus.txt), 'clip', or a saved tokenizer folder")
@@ -90,7 +93,12 @@ def main(args) -> int:
         if args.resume and trainer.runtime.is_main:
             print(f"resuming {args.out} at step {prepared.resumed_at} of {trainer.config.steps}" if prepared.resumed_at
                   else f"no checkpoint in {args.out} yet: starting from step 0", file=sys.stderr)
-        metrics = trainer.run()
+        try:
+            metrics = trainer.run()
+        except NothingReadable as error:  # bad data found at the first batch: say why, no traceback
+            hint = "; are the images elsewhere? give --images DIR" if "missing_image" in str(error) else ""
+            print(f"lcl pretrain: error: {error}{hint}", file=sys.stderr)
+            return 2
         final = prepared.finish()
         if trainer.runtime.is_main:
             summary = {k: metrics.get(k) for k in ("step", "loss", "generation_loss", "contrastive_loss",
@@ -108,7 +116,8 @@ def spec_from_arguments(args) -> RunSpec:
     saved = read_run_file(args.out) if args.resume else None
     if saved is None:
         model = ModelConfig.from_json(args.model_config).to_dict() if args.model_config else None
-        return RunSpec(data=args.data, source=args.data_source, mix=args.mix, preset=None if model else args.preset,
+        return RunSpec(data=args.data, source=args.data_source, mix=args.mix, images=args.images,
+                       preset=None if model else args.preset,
                        model=model, tokenizer=args.tokenizer, vocab_size=args.vocab_size, train=TrainConfig(**given))
     spec = RunSpec.from_dict(saved["spec"])
     ignored = sorted(k for k, v in given.items() if k not in RESUMABLE_CHANGES and getattr(spec.train, k) != v)

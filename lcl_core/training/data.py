@@ -76,8 +76,9 @@ def resolve_source_folder(data: str | Path, source: str) -> Path:
 
 
 def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_config: ModelConfig,
-                  tokenizer: Tokenizer, rank: int, world_size: int):
-    """An endless (``loop=True``) reader for ``source``, sharded for this rank."""
+                  tokenizer: Tokenizer, rank: int, world_size: int, images: str | Path | None = None):
+    """An endless (``loop=True``) reader for ``source``, sharded for this rank; ``images``: the image folder
+    of an interleaved source kept apart from its shards (pairs carry their images in the tar)."""
     spec = SOURCES[source]
     options = dict(image_size=model_config.vision.image_size, num_image_tokens=model_config.vision.num_patches,
                    context_length=model_config.bridge.context_length, seed=config.seed, loop=True,
@@ -86,6 +87,8 @@ def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_c
         options.update(layout=objective_spec(config.objective).pair_layout, img_first_prob=config.img_first_prob)
     elif spec.reader is MMC4Dataset:
         options.update(img_first_prob=config.img_first_prob)
+    if images is not None and spec.reader in INTERLEAVED_READERS:
+        options.update(image_root=images)
     return spec.reader(resolve_source_folder(data, source), tokenizer, **options)
 
 
@@ -143,16 +146,18 @@ class AlternatingBatches:
 
 def build_batches(*, data: str | Path | None, source: str | None, config: TrainConfig, model_config: ModelConfig,
                   tokenizer: Tokenizer, rank: int, world_size: int, mix: list[int] | None = None,
-                  batch_sizes: list[int] | None = None):
+                  batch_sizes: list[int] | None = None, images: str | Path | None = None):
     """The trainer's data: one stream, a mix of streams, or synthetic batches (see the module docstring).
     ``batch_sizes``: rows per batch of each mixed source (default ``config.batch_size`` for all), so that a
-    mix can match images per step across sources (a batch of 32 documents holds about 82 images)."""
+    mix can match images per step across sources (a batch of 32 documents holds about 82 images).
+    ``images``: where the documents' images are when not beside the shards (see :func:`build_dataset`)."""
     names = source_names(source, config.objective)
     if names == [SYNTHETIC]:
         return SyntheticBatches(model_config=model_config, layout=synthetic_layout(config.objective),
                                 batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size)
     streams = [StreamBatches(dataset=build_dataset(data=data, source=name, config=config, model_config=model_config,
-                                                   tokenizer=tokenizer, rank=rank, world_size=world_size),
+                                                   tokenizer=tokenizer, rank=rank, world_size=world_size,
+                                                   images=images),
                              batch_size=size, num_workers=config.num_workers)
                for name, size in zip(names, batch_sizes or [config.batch_size] * len(names))]
     return streams[0] if len(streams) == 1 else AlternatingBatches(streams, mix=mix)

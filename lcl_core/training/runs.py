@@ -52,7 +52,7 @@ from ..objectives import objective_spec
 from ..tokenizer import ClipTokenizer, Tokenizer, TrainedTokenizer, load_tokenizer
 from .checkpointing import list_checkpoints
 from .config import TrainConfig
-from .data import SYNTHETIC, build_batches, resolve_source_folder, source_names
+from .data import INTERLEAVED_READERS, SOURCES, SYNTHETIC, build_batches, resolve_source_folder, source_names
 from .runtime import Runtime, init_runtime
 from .trainer import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
@@ -70,6 +70,7 @@ class RunSpec(JsonConfig):
     source: str | None = None  # mmc4 | obelics | pairs | mmc4_pair | synthetic | a+b (mixed); None: the objective's
     mix: list[int] | None = None  # mixed sources: batches of each per cycle (default one each)
     batch_sizes: list[int] | None = None  # mixed sources: rows per batch of each (default train.batch_size for all)
+    images: str | None = None  # MMC4/OBELICS images kept apart from the shards (default: beside them, images/)
     preset: str | None = "tiny-fast"  # a model preset (lcl_core.config.list_presets) ...
     model: dict | None = None  # ... or a ModelConfig as a dict
     tokenizer: str = "trained"  # "trained" (a BPE on DATA/corpus.txt), "clip", or a saved tokenizer folder
@@ -93,6 +94,11 @@ class RunSpec(JsonConfig):
                              f"{'+'.join(names)}")
         if self.data is None and names != [SYNTHETIC]:
             raise ValueError(f"source {'+'.join(names)} reads files: give the run a data folder")
+        if self.images is not None:
+            self.images = str(self.images)
+            if not any(n in SOURCES and SOURCES[n].reader in INTERLEAVED_READERS for n in names):
+                raise ValueError(f"an image folder is for documents (mmc4, obelics); source {'+'.join(names)} "
+                                 "carries its images in its tars")
 
     @property
     def objective(self) -> str:
@@ -128,8 +134,13 @@ def run_identity(spec: RunSpec) -> str:
     """SHA-256 over what decides the result (see the module docstring)."""
     resolved = spec.to_dict()
     resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in OUTSIDE_IDENTITY}
-    if resolved["batch_sizes"] is None:  # added after runs existed: unset, it leaves their identities alone
-        del resolved["batch_sizes"]
+    for added in ("batch_sizes", "images"):  # added after runs existed: unset, they leave their identities alone
+        if resolved[added] is None:
+            del resolved[added]
+    if spec.images is not None:  # the images read are part of the data read
+        if not Path(spec.images).is_dir():
+            raise FileNotFoundError(f"image folder {spec.images} does not exist")
+        resolved["images"] = data_fingerprint(spec.images)
     weights = objective_spec(spec.objective).weights
     for term in ("generation", "contrastive", "regression"):  # a weight restating the objective's own changes nothing
         if resolved["train"][f"{term}_weight"] == getattr(weights, term):
@@ -183,6 +194,21 @@ def is_finished(folder: str | Path) -> bool:
     return (Path(folder) / FINAL_DIR / "model.safetensors").is_file()
 
 
+def run_label(folder: str | Path) -> str:
+    """The label a run was built with (e.g. a Table 1 row), else its folder's name."""
+    record = read_run_file(folder) or {}
+    return record.get("label") or Path(folder).name
+
+
+def find_runs(root: str | Path) -> dict[str, Path]:
+    """The finished runs under ``root/runs`` (as :func:`train_run` keeps them), ``label -> folder``; a label
+    shared by several runs gets the folder's name."""
+    folders = sorted(p.parent for p in (Path(root) / "runs").glob("*/run.json") if is_finished(p.parent))
+    labels = [run_label(folder) for folder in folders]
+    return {label if labels.count(label) == 1 else f"{label} ({folder.name})": folder
+            for label, folder in zip(labels, folders)}
+
+
 @dataclass
 class PreparedRun:
     """A run ready to train: ``trainer.run()``, then :meth:`finish` writes ``final/`` (rank 0)."""
@@ -229,7 +255,7 @@ def prepare_run(spec: RunSpec, folder: str | Path, *, resume: bool = False, labe
     model = LCLModel(config=model_config)
     batches = build_batches(data=spec.data, source=spec.source, config=spec.train, model_config=model_config,
                             tokenizer=tokenizer, rank=runtime.rank, world_size=runtime.world_size, mix=spec.mix,
-                            batch_sizes=spec.batch_sizes)
+                            batch_sizes=spec.batch_sizes, images=spec.images)
     trainer = Trainer(model=model, config=spec.train, data=batches, run_dir=folder, runtime=runtime)
     resumed_at = trainer.resume() if resume else 0
     return PreparedRun(spec=spec, folder=folder, identity=identity, trainer=trainer, tokenizer=tokenizer,

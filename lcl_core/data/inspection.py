@@ -1,0 +1,105 @@
+"""``lcl data inspect``: what the real readers make of a user's files — records read, rows and images kept,
+every skip by reason — and a few rows laid out as the model will see them. It runs the same reader as
+training (same rules, same skips), so its counts are what ``lcl pretrain`` will get."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..sequences import laid_out
+from ..tokenizer import Tokenizer
+from .mmc4 import MMC4Dataset
+from .obelics import ObelicsDataset
+from .paired import PairedDataset
+from .streaming import NothingReadable
+
+KINDS = {MMC4Dataset: "MMC4 shards", ObelicsDataset: "OBELICS parquet", PairedDataset: "webdataset pairs"}
+WORLD_SOURCES = ("mmc4", "obelics", "pairs", "mmc4_pair")  # the folders of a world, each read on its own
+
+
+@dataclass
+class Inspection:
+    path: Path
+    kind: str
+    files: int
+    records: int  # documents (or pairs) the reader tried
+    rows: int  # token rows it yielded
+    images: int  # images in those rows
+    skipped: dict[str, int]  # records dropped, by reason
+    counted: dict[str, int]  # the rest: images dropped, files unreadable, repairs (e.g. converted_image_mode)
+    examples: list[str] = field(default_factory=list)
+    stopped_at_limit: bool = False
+
+    def lines(self) -> list[str]:
+        def reasons(counts: dict[str, int]) -> str:
+            return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+        limit = " (stopped at --limit)" if self.stopped_at_limit else ""
+        lines = [f"{self.path}: {self.kind}, {self.files} file{'s' * (self.files != 1)}",
+                 f"  records read        {self.records}{limit}",
+                 f"  rows kept           {self.rows} with {self.images} images",
+                 f"  records skipped     {sum(self.skipped.values())}" + (f": {reasons(self.skipped)}" if self.skipped else "")]
+        if self.counted:
+            lines.append(f"  also counted        {reasons(self.counted)}")
+        lines += [f"  row {i}: {text}" for i, text in enumerate(self.examples, 1)]
+        return lines
+
+
+def reader_for(path: Path) -> type:
+    """The reader of a file, or of the one format found in a folder."""
+    def matches(reader, name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in reader.unit_patterns)
+
+    if path.is_file():
+        found = [reader for reader in KINDS if matches(reader, path.name)]
+    elif path.is_dir():
+        names = [p.name for p in path.iterdir() if p.is_file()]
+        found = [reader for reader in KINDS if any(matches(reader, name) for name in names)]
+    else:
+        raise FileNotFoundError(f"{path} does not exist")
+    if len(found) != 1:
+        what = " and ".join(KINDS[r] for r in found) if found else "no MMC4 shard, OBELICS parquet or webdataset tar"
+        raise ValueError(f"{path}: {what} ({', '.join(p for r in KINDS for p in r.unit_patterns)}); "
+                         "point at one file or a folder of one format")
+    return found[0]
+
+
+def inspect_files(path: str | Path, tokenizer: Tokenizer, *, images: str | Path | None = None,
+                  limit: int | None = None, show: int = 2, image_size: int = 64, num_image_tokens: int = 4,
+                  context_length: int = 2048) -> Inspection:
+    """Read ``path`` (a shard, parquet or tar, or a folder of them) with the reader training uses, in file
+    order, stopping once ``limit`` records are read. ``images``: the image folder of documents kept apart
+    from their shards (as ``lcl pretrain --images``). Few image tokens keep the laid-out rows short; the
+    counts do not depend on them unless ``context_length`` cuts documents."""
+    path = Path(path)
+    reader = reader_for(path)
+    options = dict(image_size=image_size, num_image_tokens=num_image_tokens, context_length=context_length,
+                   shuffle=False, max_records=limit)
+    if images is not None:
+        if reader is PairedDataset:
+            raise ValueError(f"{path}: pairs carry their images in the tars; --images is for MMC4 and OBELICS")
+        options["image_root"] = Path(images)
+    dataset = reader(path, tokenizer, **options)
+    rows = kept = 0
+    examples: list[str] = []
+    try:
+        for sample in dataset:
+            rows, kept = rows + 1, kept + len(sample["images"])
+            if len(examples) < show:
+                examples.append(laid_out(tokenizer, sample["ids"]))
+    except NothingReadable:
+        pass  # nothing usable: the counts say why
+    skipped = dict(dataset.records_skipped)
+    counted = {reason: n - skipped.get(reason, 0) for reason, n in dataset.skips.items() if n > skipped.get(reason, 0)}
+    return Inspection(path=path, kind=KINDS[reader], files=len(dataset.units), records=dataset.records_read, rows=rows,
+                      images=kept, skipped=skipped, counted=counted, examples=examples,
+                      stopped_at_limit=limit is not None and dataset.records_read >= limit)
+
+
+def inspect_world(world: str | Path, tokenizer: Tokenizer, **options) -> list[Inspection]:
+    """Each source folder of a world (``lcl data world``), read as :func:`inspect_files` reads files."""
+    world = Path(world)
+    return [inspect_files(world / source, tokenizer, **options) for source in WORLD_SOURCES
+            if (world / source).is_dir()]
