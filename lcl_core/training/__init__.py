@@ -2,7 +2,8 @@
 
 from .callbacks import MetricsHistory
 from .config import TrainConfig
-from .runs import Run, RunSpec, open_run, prepare_run, train_run
+from .runs import Run, RunSpec, find_runs, open_run, prepare_run, read_history, train_run
 from .trainer import Trainer
 
-__all__ = ["MetricsHistory", "Run", "RunSpec", "TrainConfig", "Trainer", "open_run", "prepare_run", "train_run"]
+__all__ = ["MetricsHistory", "Run", "RunSpec", "TrainConfig", "Trainer", "find_runs", "open_run", "prepare_run",
+           "read_history", "train_run"]
