@@ -27,6 +27,7 @@ from lcl_core.exercises import EXERCISES, lookup
 from lcl_core.notebooks import (PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, repo_root,
                                 run_notebooks)
 from lcl_core.reproduce import PROFILES as REPRODUCTION_PROFILES
+from lcl_core.reproduce.report import verdict_agreement
 
 CHECK_TAG = "nbval-check-output"
 MAX_CELL_LINES = 15  # longer cells hold library logic ...
@@ -224,6 +225,9 @@ def test_06_ablations_shows_the_committed_grids_and_reruns_one_point(smoke):
         saved = json.loads((committed / name / "results.json").read_text())
         assert grid["verdicts"] == {c["key"]: c["verdict"] for c in saved["claims"]["claims"]}
         assert grid["seeds"] == [0, 1, 2]
+    check = committed.parent / "cpu-check"  # the rerun with other seeds, shown beside the verdicts
+    assert r["check"] == ({"folder": str(check), "same_verdicts": verdict_agreement(committed, check)[1]}
+                          if check.is_dir() else None)
     rerun = r["rerun"]
     assert rerun["point"] == "placement:p = 0.25" and rerun["profile"] == "smoke"
     assert rerun["summary"]["IN-1k"]["n"] == len(REPRODUCTION_PROFILES["smoke"].seeds)  # every smoke seed
