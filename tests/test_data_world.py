@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from lcl_core.data import EvalSizes, build_world
+from lcl_core.data import EvalSizes, WorldKnobs, build_world
 from lcl_core.data.assets import real_tier_available
 from lcl_core.data.language import OPTIONAL_DETAILS, describe, sample_details, stated_attributes
 from lcl_core.data.scenes import attributes
-from lcl_core.data.world import agreement
+from lcl_core.data.world import agreement, make_document
 
 DETAIL_SUBSETS = [d for k in range(len(OPTIONAL_DETAILS) + 1) for d in itertools.combinations(OPTIONAL_DETAILS, k)]
 SMALL_EVAL = EvalSizes(classification_train_per_class=2, classification_val_per_class=1, captions_train=6,
@@ -93,6 +93,19 @@ def test_mmc4_records_follow_the_linear_assignment(world):
             if image["true_text_index"] is not None and not image["misaligned"]:  # a true description
                 sentence = doc["text_list"][image["true_text_index"]]
                 assert any(describe(image["scene"], details=frozenset(d)) in sentence for d in DETAIL_SUBSETS)
+
+
+def test_a_page_with_more_images_than_sentences_matches_every_image():
+    # document 1324 of seed 0 at the alignment grid's noisiest world: 7 images, 6 sentences
+    page = make_document(1324, 0, WorldKnobs(misalign_prob=0.4, distractor_prob=0.4), "basic", 32)["record"]
+    sim = np.array(page["similarity_matrix"])
+    assert sim.shape == (7, 6)
+    from scipy.optimize import linear_sum_assignment
+    rows, cols = linear_sum_assignment(sim, maximize=True)
+    assigned = dict(zip(rows.tolist(), cols.tolist()))  # six images by the assignment, the seventh by its best sentence
+    expected = [assigned.get(i, int(sim[i].argmax())) for i in range(7)]
+    assert [info["matched_text_index"] for info in page["image_info"]] == expected
+    assert [info["matched_sim"] for info in page["image_info"]] == [sim[i, expected[i]] for i in range(7)]
 
 
 def test_statistics_are_calibrated_to_mmc4(tmp_path):

@@ -150,6 +150,8 @@ def make_document(doc_id: int, seed: int, knobs: WorldKnobs, tier: str, image_si
                             np.random.default_rng(rng.getrandbits(32)))
     image_rows, sentence_cols = linear_sum_assignment(sim, maximize=True)
     matched = dict(zip(image_rows.tolist(), sentence_cols.tolist()))
+    for i in range(n_images):  # more images than sentences (many distractors): the rest take their most similar
+        matched.setdefault(i, int(sim[i].argmax()))  # sentence, as several MMC4 images share one
 
     names = [_image_name(seed, doc_id, i) for i in range(n_images)]
     images = [_png(render(scene, image_size, lib, rng)) for scene in scenes]
