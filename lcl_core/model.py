@@ -6,7 +6,8 @@ Data flow for a batch of interleaved sequences::
                                                                      └─> projected [M,N,D] image tokens
     input_ids [B,L] ──token embedding, <img> runs replaced by projected──> causal transformer [B,L,D]
         ├─ at each <soi> not at index 0: ln_final → text_projection  → context feature  (contrastive)
-        └─ at each generation target:  lm_head = LayerNorm → Linear  → vocabulary logits (generation)
+        └─ at each generation target:  lm_head's LayerNorm → features; its Linear and the cross-entropy are
+                                       fused in the objective (lcl_core.linear_cross_entropy)
 
 Two baselines of the paper's Table 1 read other forwards of the same parts (see
 :mod:`lcl_core.objectives`): ``matching=True`` (BLIP-2-style pair tasks) and ``text_mask``/``patch_mask``
@@ -134,6 +135,17 @@ class CausalBridge(nn.Module):
     def token_embedding(self) -> nn.Embedding:
         return self.transformer.wte
 
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        """[V, D]: the LM head's bias-free output layer, for the fused loss."""
+        return self.lm_head[1].weight
+
+    def lm_features(self, outputs: torch.Tensor) -> torch.Tensor:
+        """outputs [T, D] -> the LM head's input to its output layer [T, D]: ``lm_head(x) =
+        lm_features(x) @ lm_head_weight.t()``. The objectives never form those logits (see
+        :mod:`lcl_core.linear_cross_entropy`)."""
+        return self.lm_head[0](outputs)
+
     def forward(self, embeds: torch.Tensor, *, attention: torch.Tensor | None = None) -> torch.Tensor:
         """embeds [B, L, D] -> outputs [B, L, D] (before ln_final). Causal, unless ``attention``
         [B, 1, L, L] bool (True: may attend) replaces the causal mask (the masked-modelling forward)."""
@@ -227,13 +239,14 @@ class LCLModel(nn.Module):
           image_latents   [M, D]  pooled latents of all images (not normalised)
           pair_latents    [P, D]  latents of the images whose <soi> is not at index 0
           pair_context    [P, D]  ln_final(output at that <soi>) @ text_projection (not normalised)
-          gen_logits      [T, V]  lm_head at the T generation targets only
+          gen_features    [T, D]  the LM head's features at the T generation targets only
+          lm_head_weight  [V, D]  its output layer: logits = gen_features @ lm_head_weightᵀ
           gen_labels      [T]     their target ids
           gen_rows        [T]     the row each target belongs to
           image_first_rows [B]    rows that open with <soi> (captioning layout, no contrastive pair)
           logit_scale     []      exp of the learned log scale
           (+ matching_logits [R, 2], matching_labels [R] and matching_pairs [R, 2] (image, caption) with
-          ``matching``; masked_text_logits [S, V],
+          ``matching``; masked_text_features [S, D],
           masked_text_labels [S], masked_patch_pred / masked_patch_target [Q, 3·p·p] with the masks)
         """
         if text_mask is not None or patch_mask is not None:
@@ -270,7 +283,8 @@ class LCLModel(nn.Module):
             "image_latents": pooled if pooled is not None else empty,
             "pair_latents": pooled[with_pair] if pooled is not None else empty,
             "pair_context": self.bridge.context_feature(outputs[pair_positions]),
-            "gen_logits": self.bridge.lm_head(outputs[:, :-1][gen_mask].reshape(-1, width)),
+            "gen_features": self.bridge.lm_features(outputs[:, :-1][gen_mask].reshape(-1, width)),
+            "lm_head_weight": self.bridge.lm_head_weight,
             "gen_labels": input_ids[:, 1:][gen_mask],
             "gen_rows": torch.nonzero(gen_mask, as_tuple=True)[0],
             "image_first_rows": input_ids[:, 0] == self.ids["soi"],
@@ -370,10 +384,11 @@ class LCLModel(nn.Module):
         no_targets = input_ids.new_zeros(0)
         return {
             "image_latents": pooled, "pair_latents": empty, "pair_context": self.bridge.context_feature(empty),
-            "gen_logits": self.bridge.lm_head(hidden.new_zeros(0, hidden.shape[-1])), "gen_labels": no_targets,
+            "gen_features": self.bridge.lm_features(hidden.new_zeros(0, hidden.shape[-1])), "gen_labels": no_targets,
+            "lm_head_weight": self.bridge.lm_head_weight,
             "gen_rows": no_targets, "image_first_rows": input_ids[:, 0] == self.ids["soi"],
             "logit_scale": self.logit_scale.exp(),
-            "masked_text_logits": self.bridge.lm_head(hidden[text_mask]),
+            "masked_text_features": self.bridge.lm_features(hidden[text_mask]),
             "masked_text_labels": input_ids[text_mask],
             "masked_patch_pred": self.heads.pixels(hidden[slots[0][scored], slots[1][scored]]),
             "masked_patch_target": target[scored],

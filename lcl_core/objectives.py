@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distributed import gather_rows, global_count, world
+from .linear_cross_entropy import linear_cross_entropy
 
 LOSS_TERMS = ("generation", "contrastive", "regression", "matching", "masked_text", "masked_image")
 
@@ -131,12 +132,21 @@ def contrastive_loss(image_latents: torch.Tensor, context_features: torch.Tensor
 
 
 def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logits [T, C], labels [T] -> cross-entropy averaged over the global number of rows (next-token
-    generation, masked tokens, image-text matching)."""
+    """logits [T, C], labels [T] -> cross-entropy averaged over the global number of rows (image-text
+    matching; the LM head's terms use :func:`lm_head_loss`)."""
     n_global = global_count(labels.shape[0], labels.device)
     if n_global == 0:
         return _connected_zero(logits)
     return F.cross_entropy(logits.float(), labels, reduction="sum") / n_global * world()[1]
+
+
+def lm_head_loss(features: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """features [T, D], head_weight [V, D], labels [T] -> the LM head's cross-entropy averaged over the
+    global number of targets (next-token generation, masked tokens), the ``[T, V]`` logits never formed."""
+    n_global = global_count(labels.shape[0], labels.device)
+    if n_global == 0:
+        return _connected_zero(features, head_weight)
+    return linear_cross_entropy(features, head_weight, labels) / n_global * world()[1]
 
 
 def regression_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -183,16 +193,16 @@ class PretrainingObjective(nn.Module):
 
     def forward(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         w = self.weights
-        logits, labels = outputs["gen_logits"], outputs["gen_labels"]
+        features, labels, head = outputs["gen_features"], outputs["gen_labels"], outputs["lm_head_weight"]
         if w.generation_on_image_first_rows_only:
             keep = outputs["image_first_rows"][outputs["gen_rows"]]
-            logits, labels = logits[keep], labels[keep]
+            features, labels = features[keep], labels[keep]
         # every output in the graph: DDP needs a gradient for each parameter, the ones a term leaves unused too
-        zero = _connected_zero(outputs["image_latents"], outputs["pair_latents"], outputs["pair_context"], logits,
-                               outputs["logit_scale"])
+        zero = _connected_zero(outputs["image_latents"], outputs["pair_latents"], outputs["pair_context"], features,
+                               head, outputs["logit_scale"])
         terms = dict.fromkeys(LOSS_TERMS, zero)
         if w.generation:
-            terms["generation"] = cross_entropy_loss(logits, labels)
+            terms["generation"] = lm_head_loss(features, head, labels)
         accuracy, num_pairs = float("nan"), global_count(outputs["pair_latents"].shape[0], labels.device)
         if w.contrastive:
             terms["contrastive"], accuracy, num_pairs = contrastive_loss(
@@ -202,7 +212,7 @@ class PretrainingObjective(nn.Module):
         if w.matching:
             terms["matching"] = cross_entropy_loss(outputs["matching_logits"], outputs["matching_labels"])
         if w.masked_text:
-            terms["masked_text"] = cross_entropy_loss(outputs["masked_text_logits"], outputs["masked_text_labels"])
+            terms["masked_text"] = lm_head_loss(outputs["masked_text_features"], head, outputs["masked_text_labels"])
         if w.masked_image:
             terms["masked_image"] = regression_loss(outputs["masked_patch_pred"], outputs["masked_patch_target"])
         total = sum(getattr(w, name) * value for name, value in terms.items())

@@ -38,7 +38,8 @@ def test_shapes_at_odd_sizes(model, clip_tok):
     out = model(images, ids)
     assert out["image_latents"].shape == (4, 36)
     assert out["pair_latents"].shape == out["pair_context"].shape == (3, 36)  # 4 images, one image-first
-    assert out["gen_logits"].shape == (out["gen_labels"].shape[0], 49411)
+    assert out["gen_features"].shape == (out["gen_labels"].shape[0], 36)
+    assert out["lm_head_weight"].shape == (49411, 36)
     assert out["image_first_rows"].tolist() == [True, False, False]
     assert model.encode_image(images).norm(dim=-1).allclose(torch.ones(4))
 

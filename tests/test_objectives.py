@@ -16,6 +16,11 @@ from conftest import odd_config
 from test_model import N, mixed_batch
 
 
+def logits(features, outputs):
+    """The vocabulary logits the fused loss never forms: the LM head's output layer on its features."""
+    return features @ outputs["lm_head_weight"].t()
+
+
 def hand_losses(model, images, ids, ids_map):
     """Loop over positions the way the method text reads, independent of the model's masking code."""
     _, projected = model.vision(images)
@@ -94,7 +99,7 @@ def test_coca_captions_only_image_first_rows(clip_tok):
     out = model(torch.randn(4, 3, 30, 30), mixed_batch(clip_tok))
     coca = PretrainingObjective.named("coca")(out)
     first_row = out["gen_rows"] == 0
-    expected = torch.nn.functional.cross_entropy(out["gen_logits"][first_row], out["gen_labels"][first_row])
+    expected = torch.nn.functional.cross_entropy(logits(out["gen_features"][first_row], out), out["gen_labels"][first_row])
     assert coca["generation_loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -157,7 +162,7 @@ def test_blip2_pair_tasks_against_a_hand_computation(clip_tok):
     assert sorted(image for image, _ in negatives[:4]) == [0, 1, 2, 3]  # a wrong caption for each image
     assert sorted(caption for _, caption in negatives[4:]) == [0, 1, 2, 3]  # a wrong image for each caption
     match = torch.nn.functional.cross_entropy(out["matching_logits"], out["matching_labels"])
-    generation = torch.nn.functional.cross_entropy(out["gen_logits"], out["gen_labels"])
+    generation = torch.nn.functional.cross_entropy(logits(out["gen_features"], out), out["gen_labels"])
     assert losses["matching_loss"].item() == pytest.approx(match.item(), rel=1e-5)
     assert losses["loss"].item() == pytest.approx(generation.item() + losses["contrastive_loss"].item()
                                                   + match.item(), rel=1e-5)
@@ -205,7 +210,8 @@ def test_beit3_masked_modelling_against_a_hand_computation(clip_tok):
                                           attention_mask=valid[:, None, None, :].expand(-1, 1, ids.shape[1], -1))
         hidden = hidden.last_hidden_state
         assert torch.equal(out["masked_text_labels"], ids[text_mask])
-        assert torch.allclose(out["masked_text_logits"], model.bridge.lm_head(hidden[text_mask]), atol=1e-5)
+        assert torch.allclose(logits(out["masked_text_features"], out), model.bridge.lm_head(hidden[text_mask]),
+                              atol=1e-5)
         # patch k of image m sits at the k-th <img> slot of its block; its target is its own pixels, normalised
         predictions, targets = [], []
         slot_rows, slot_cols = torch.nonzero(ids == clip_tok.img_id, as_tuple=True)
@@ -217,7 +223,7 @@ def test_beit3_masked_modelling_against_a_hand_computation(clip_tok):
             targets.append((pixels - pixels.mean()) / (pixels.var() + 1e-6).sqrt())
         assert torch.allclose(out["masked_patch_pred"], torch.stack(predictions), atol=1e-5)
         assert torch.allclose(out["masked_patch_target"], torch.stack(targets), atol=1e-5)
-    text_term = torch.nn.functional.cross_entropy(out["masked_text_logits"], out["masked_text_labels"])
+    text_term = torch.nn.functional.cross_entropy(logits(out["masked_text_features"], out), out["masked_text_labels"])
     image_term = (out["masked_patch_pred"] - out["masked_patch_target"]).pow(2).mean()
     assert losses["loss"].item() == pytest.approx(text_term.item() + image_term.item(), rel=1e-5)
     assert losses["generation_loss"].item() == losses["contrastive_loss"].item() == 0.0
@@ -233,11 +239,11 @@ def test_beit3_attention_is_bidirectional_but_blind_to_padding(clip_tok):
     images, first = torch.randn(2, 3, 30, 30), torch.zeros_like(ids, dtype=torch.bool)
     first[:, 1] = True  # read the output at position 1 through its masked-token prediction
     with torch.no_grad():
-        base = model(images, ids, text_mask=first)["masked_text_logits"]
+        base = model(images, ids, text_mask=first)["masked_text_features"]
         later = ids.clone()
         later[0, -2] = clip_tok.encode("dog")[0]  # a later token of row 0 changes
-        changed = model(images, later, text_mask=first)["masked_text_logits"]
-        alone = model(images[1:], torch.tensor([short]), text_mask=first[1:, :len(short)])["masked_text_logits"]
+        changed = model(images, later, text_mask=first)["masked_text_features"]
+        alone = model(images[1:], torch.tensor([short]), text_mask=first[1:, :len(short)])["masked_text_features"]
     assert not torch.allclose(base[0], changed[0], atol=1e-4), "an earlier position must see later tokens"
     assert torch.allclose(base[1], alone[0], atol=1e-5), "padding must not be attended to"
 
