@@ -20,13 +20,14 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def global_count(n: int, device: torch.device) -> int:
-    """Sum of a per-rank count over all ranks."""
+def global_count(n: int | torch.Tensor, device: torch.device) -> int | torch.Tensor:
+    """Sum of a per-rank count over all ranks: an int for an int (a size), a tensor for a tensor (a
+    mask's sum, kept on the device so the step needs no host sync)."""
     if world()[1] == 1:
         return n
-    t = torch.tensor([n], dtype=torch.long, device=device)
+    t = n.detach().reshape(1).long().clone() if torch.is_tensor(n) else torch.tensor([n], dtype=torch.long, device=device)
     dist.all_reduce(t)
-    return int(t.item())
+    return t[0] if torch.is_tensor(n) else int(t.item())
 
 
 def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:

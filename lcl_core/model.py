@@ -33,8 +33,8 @@ from transformers import AutoModel, GPT2Config
 
 from .config import ModelConfig
 from .images import patchify
-from .sequences import (contrastive_mask, generation_mask, image_first_captions, images_with_contrastive_pair,
-                        maskable_text, pad_rows, paired_sequence, special_tokens, text_query)
+from .sequences import (generation_mask, image_first_captions, image_token_sources, maskable_text, pad_rows,
+                        paired_sequence, soi_positions, special_tokens, text_query)
 
 
 class AttentivePoolingProjection(nn.Module):
@@ -204,25 +204,34 @@ class LCLModel(nn.Module):
     def embed(self, input_ids: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
         """input_ids [B, L], projected [M, N, D] -> input embeddings [B, L, D].
 
-        Each ``<img>`` run receives the projected tokens of one image, images in row-major order.
-        Padding (an id outside the table for CLIP) is embedded as zeros; being right-padded and
-        causal, it never influences a real position.
+        The ``<img>`` run after the k-th ``<soi>`` (row-major) receives the projected tokens of image k;
+        ``projected`` holds every image of the batch, the contrastive-only layout's too (its ``<soi>``
+        opens no run). Padding (an id outside the table for CLIP) is embedded as zeros; being
+        right-padded and causal, it never influences a real position. Shapes never depend on the
+        ids' values (a gather, not boolean indexing), so the compiled step has no graph break here.
         """
         img, pad = input_ids == self.ids["img"], input_ids == self.ids["pad"]
         lookup = input_ids.masked_fill(img | pad, 0)
         embeds = self.bridge.token_embedding(lookup).masked_fill(pad.unsqueeze(-1), 0.0)
-        num_slots = int(img.sum())
-        available = 0 if projected is None else projected.shape[0] * projected.shape[1]
-        if num_slots != available:
+        if not torch.compiler.is_compiling():  # a clear message in eager runs; the data pipeline makes it hold
+            self._check_image_slots(input_ids, projected)
+        if projected is None or not projected.shape[0]:
+            return embeds
+        image, token = image_token_sources(input_ids, img_id=self.ids["img"], soi_id=self.ids["soi"],
+                                           num_image_tokens=self.num_image_tokens)
+        spliced = projected[image.clamp(max=projected.shape[0] - 1), token].to(embeds.dtype)
+        return torch.where(img.unsqueeze(-1), spliced, embeds)
+
+    def _check_image_slots(self, input_ids: torch.Tensor, projected: torch.Tensor | None) -> None:
+        num_slots = int((input_ids == self.ids["img"]).sum())
+        runs = int(self._spliced_images(input_ids).sum())
+        given = 0 if projected is None else projected.shape[0]
+        if num_slots != runs * self.num_image_tokens or (num_slots and given < runs):
             raise ValueError(
-                f"the batch has {num_slots} <img> placeholders but {available} image tokens "
-                f"({0 if projected is None else projected.shape[0]} images × {self.num_image_tokens}); "
-                "images must be given in row-major <soi> order, one per image block"
+                f"the batch has {num_slots} <img> placeholders in {runs} image runs but {given} images × "
+                f"{self.num_image_tokens} tokens; images must be given in row-major <soi> order, one per "
+                "<soi>, each run holding num_image_tokens placeholders"
             )
-        if num_slots:
-            rows, cols = torch.nonzero(img, as_tuple=True)
-            embeds = embeds.index_put((rows, cols), projected.reshape(-1, projected.shape[-1]).to(embeds.dtype))
-        return embeds
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, *, generation_rows: torch.Tensor | None = None,
                 matching: bool = False, text_mask: torch.Tensor | None = None,
@@ -230,19 +239,21 @@ class LCLModel(nn.Module):
         """
         images    [M, 3, H, W]  every image of the batch, row-major in order of its <soi>
         input_ids [B, L]        right-padded with the pad id
-        generation_rows [B]     bool: rows whose generation targets are scored (None: all); the LM head,
-                                the largest matmul of a CPU step, runs only where a loss reads it
+        generation_rows [B]     bool: rows whose generation targets are scored (None: all); the LM head's
+                                output layer, the largest matmul of a CPU step, runs only where a loss reads it
         matching                BLIP-2-style pair tasks on image-first pair rows (see _matching_forward)
         text_mask [B, L], patch_mask [M, N]   BEiT-3-style masked modelling (see _masked_forward)
 
-        returns
+        returns (sizes from the input shapes only: masks say which rows count)
           image_latents   [M, D]  pooled latents of all images (not normalised)
-          pair_latents    [P, D]  latents of the images whose <soi> is not at index 0
-          pair_context    [P, D]  ln_final(output at that <soi>) @ text_projection (not normalised)
-          gen_features    [T, D]  the LM head's features at the T generation targets only
-          lm_head_weight  [V, D]  its output layer: logits = gen_features @ lm_head_weightᵀ
-          gen_labels      [T]     their target ids
-          gen_rows        [T]     the row each target belongs to
+          pair_latents    [M, D]  the latents again, each image's contrastive side
+          pair_context    [M, D]  ln_final(output at its <soi>) @ text_projection (not normalised)
+          pair_mask       [M]     bool: the pair counts (its <soi> is not at index 0)
+          gen_features    [B·(L-1), D]  the LM head's features at every output position but the last
+          gen_labels      [B·(L-1)]     the next token's id there (0 where it is no target)
+          gen_mask        [B·(L-1)]     bool: a generation target (of a row in generation_rows)
+          gen_rows        [B·(L-1)]     the row each position belongs to
+          lm_head_weight  [V, D]  the LM head's output layer: logits = gen_features @ lm_head_weightᵀ
           image_first_rows [B]    rows that open with <soi> (captioning layout, no contrastive pair)
           logit_scale     []      exp of the learned log scale
           (+ matching_logits [R, 2], matching_labels [R] and matching_pairs [R, 2] (image, caption) with
@@ -263,30 +274,38 @@ class LCLModel(nn.Module):
 
     def _causal_forward(self, images: torch.Tensor, input_ids: torch.Tensor,
                         generation_rows: torch.Tensor | None = None):
-        """The LCL forward; also returns the bridge outputs [B, L, D] and the spliced image tokens."""
-        self._check_images(images, input_ids)
+        """The LCL forward; also returns the bridge outputs [B, L, D] and the projected image tokens.
+
+        Every output's size follows from ``images.shape`` and ``input_ids.shape`` alone; which rows a
+        loss reads is carried by masks (``pair_mask``, ``gen_mask``), so ``torch.compile`` captures the
+        whole step. The fused LM-head loss still evaluates the vocabulary only at masked-in targets.
+        """
+        if not torch.compiler.is_compiling():
+            self._check_images(images, input_ids)
+        batch, length = input_ids.shape
         if images.shape[0]:
             pooled, projected = self.vision(images)
-            projected = projected[self._spliced_images(input_ids)]
         else:
             pooled = projected = None
         outputs = self.bridge(self.embed(input_ids, projected))
 
-        pair_positions = contrastive_mask(input_ids, soi_id=self.ids["soi"])
-        with_pair = images_with_contrastive_pair(input_ids, soi_id=self.ids["soi"])
+        soi = soi_positions(input_ids, soi_id=self.ids["soi"], count=images.shape[0])
         gen_mask = generation_mask(input_ids, img_id=self.ids["img"], eoi_id=self.ids["eoi"], pad_id=self.ids["pad"])
         if generation_rows is not None:
-            gen_mask &= generation_rows.unsqueeze(1)
+            gen_mask = gen_mask & generation_rows.unsqueeze(1)
         width = outputs.shape[-1]
-        empty = outputs.new_zeros(0, self.config.embed_dim)
+        latents = pooled if pooled is not None else outputs.new_zeros(0, self.config.embed_dim)
+        labels = input_ids[:, 1:].reshape(-1)
         return {
-            "image_latents": pooled if pooled is not None else empty,
-            "pair_latents": pooled[with_pair] if pooled is not None else empty,
-            "pair_context": self.bridge.context_feature(outputs[pair_positions]),
-            "gen_features": self.bridge.lm_features(outputs[:, :-1][gen_mask].reshape(-1, width)),
+            "image_latents": latents,
+            "pair_latents": latents,
+            "pair_context": self.bridge.context_feature(outputs.reshape(-1, width)[soi]),
+            "pair_mask": soi % length > 0,
+            "gen_features": self.bridge.lm_features(outputs[:, :-1].reshape(-1, width)),
+            "gen_labels": labels.masked_fill(~gen_mask.reshape(-1), 0),  # 0: any valid id where nothing is read
+            "gen_mask": gen_mask.reshape(-1),
+            "gen_rows": torch.arange(batch, device=input_ids.device).repeat_interleave(length - 1),
             "lm_head_weight": self.bridge.lm_head_weight,
-            "gen_labels": input_ids[:, 1:][gen_mask],
-            "gen_rows": torch.nonzero(gen_mask, as_tuple=True)[0],
             "image_first_rows": input_ids[:, 0] == self.ids["soi"],
             "logit_scale": self.logit_scale.exp(),
         }, outputs, projected
@@ -317,6 +336,7 @@ class LCLModel(nn.Module):
         caption_features = self.encode_text(queries.to(input_ids.device), normalize=False)
         latents = outputs["image_latents"]
         outputs["pair_latents"], outputs["pair_context"] = latents, caption_features
+        outputs["pair_mask"] = torch.ones(len(captions), dtype=torch.bool, device=latents.device)
 
         positives = torch.arange(len(captions), device=latents.device)
         kept, other_caption, other_image = self._hard_negatives(latents, caption_features, captions)
@@ -370,7 +390,7 @@ class LCLModel(nn.Module):
         with self.vision.masked_patch_embeddings(patch_mask, self.heads.patch_mask):
             pooled, projected = self.vision(images)
         spliced = self._spliced_images(input_ids)
-        embeds = self.embed(input_ids, projected[spliced])
+        embeds = self.embed(input_ids, projected)
         embeds = torch.where(text_mask.unsqueeze(-1), self.heads.text_mask.to(embeds.dtype), embeds)
         keys = (input_ids != self.ids["pad"])[:, None, None, :]
         attention = keys.expand(-1, 1, input_ids.shape[1], -1)
@@ -384,8 +404,9 @@ class LCLModel(nn.Module):
         no_targets = input_ids.new_zeros(0)
         return {
             "image_latents": pooled, "pair_latents": empty, "pair_context": self.bridge.context_feature(empty),
+            "pair_mask": no_targets.bool(),
             "gen_features": self.bridge.lm_features(hidden.new_zeros(0, hidden.shape[-1])), "gen_labels": no_targets,
-            "lm_head_weight": self.bridge.lm_head_weight,
+            "gen_mask": no_targets.bool(), "lm_head_weight": self.bridge.lm_head_weight,
             "gen_rows": no_targets, "image_first_rows": input_ids[:, 0] == self.ids["soi"],
             "logit_scale": self.logit_scale.exp(),
             "masked_text_features": self.bridge.lm_features(hidden[text_mask]),

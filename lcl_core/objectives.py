@@ -106,28 +106,41 @@ def _connected_zero(*tensors: torch.Tensor) -> torch.Tensor:
     return sum(t.sum() for t in tensors) * 0.0
 
 
-def contrastive_loss(image_latents: torch.Tensor, context_features: torch.Tensor, logit_scale: torch.Tensor):
+def contrastive_loss(image_latents: torch.Tensor, context_features: torch.Tensor, logit_scale: torch.Tensor,
+                     pair_mask: torch.Tensor | None = None):
     """Symmetric InfoNCE over the global batch of pairs.
 
-    image_latents [P, D], context_features [P, D] (raw; normalised here), logit_scale [] ->
-    (loss, accuracy, number of pairs in the global batch)
+    image_latents [P, D], context_features [P, D] (raw; normalised here), logit_scale [], pair_mask [P]
+    (bool, None: all pairs count; a masked-out pair is neither a row nor a negative) ->
+    (loss, accuracy (nan without pairs), number of pairs in the global batch), all tensors: nothing here
+    reads a value back to the host, so the compiled step has no graph break.
     """
+    if pair_mask is None:
+        pair_mask = torch.ones(image_latents.shape[0], dtype=torch.bool, device=image_latents.device)
     img = F.normalize(image_latents.float(), dim=-1)
     txt = F.normalize(context_features.float(), dim=-1)
     all_img, offset = gather_rows(img)
     all_txt, _ = gather_rows(txt)
-    n_global = all_img.shape[0]
-    if n_global == 0:
-        return _connected_zero(image_latents, context_features, logit_scale), float("nan"), 0
+    if all_img.shape[0] == 0:  # a size, not a value: static under compile, and the same on every rank
+        nan = torch.tensor(float("nan"), device=img.device)
+        return _connected_zero(image_latents, context_features, logit_scale), nan, pair_mask.sum()
+    all_mask = gather_rows(pair_mask.float().unsqueeze(1))[0] > 0.5
+    n_global = all_mask.sum()
     labels = torch.arange(img.shape[0], device=img.device) + offset
-    logits_i2t = logit_scale * img @ all_txt.t()  # [P_local, P_global]
-    logits_t2i = logit_scale * txt @ all_img.t()
-    summed = (F.cross_entropy(logits_i2t, labels, reduction="sum")
-              + F.cross_entropy(logits_t2i, labels, reduction="sum")) / 2
-    loss = summed / n_global * world()[1]
+
+    def masked(logits):  # [P_local, P_global]: masked columns out of the softmax, masked rows made harmless
+        return logits.masked_fill(~all_mask.t(), float("-inf")).masked_fill(~pair_mask.unsqueeze(1), 0.0)
+
+    logits_i2t = masked(logit_scale * img @ all_txt.t())
+    logits_t2i = masked(logit_scale * txt @ all_img.t())
+    per_pair = (F.cross_entropy(logits_i2t, labels, reduction="none")
+                + F.cross_entropy(logits_t2i, labels, reduction="none")) / 2
+    loss = torch.where(pair_mask, per_pair, 0.0).sum() / n_global.clamp(min=1) * world()[1]
     with torch.no_grad():
-        correct = (logits_i2t.argmax(-1) == labels).float().sum() + (logits_t2i.argmax(-1) == labels).float().sum()
-        accuracy = (correct / (2 * img.shape[0])).item() if img.shape[0] else float("nan")
+        correct = ((logits_i2t.argmax(-1) == labels) & pair_mask).sum() + ((logits_t2i.argmax(-1) == labels)
+                                                                            & pair_mask).sum()
+        local = pair_mask.sum()
+        accuracy = torch.where(local > 0, correct / (2 * local).clamp(min=1), float("nan"))
     return loss, accuracy, n_global
 
 
@@ -140,21 +153,28 @@ def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return F.cross_entropy(logits.float(), labels, reduction="sum") / n_global * world()[1]
 
 
-def lm_head_loss(features: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """features [T, D], head_weight [V, D], labels [T] -> the LM head's cross-entropy averaged over the
-    global number of targets (next-token generation, masked tokens), the ``[T, V]`` logits never formed."""
-    n_global = global_count(labels.shape[0], labels.device)
-    if n_global == 0:
-        return _connected_zero(features, head_weight)
-    return linear_cross_entropy(features, head_weight, labels) / n_global * world()[1]
+def lm_head_loss(features: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """features [T, D], head_weight [V, D], labels [T], mask [T] (bool, None: all are targets) -> the LM
+    head's cross-entropy averaged over the global number of targets (next-token generation, masked
+    tokens), the ``[T, V]`` logits never formed and masked-out rows never multiplied by the head."""
+    count = labels.shape[0] if mask is None else mask.sum()
+    n_global = global_count(count, labels.device)
+    summed = linear_cross_entropy(features, head_weight, labels, mask=mask)
+    return summed / (n_global.clamp(min=1) if torch.is_tensor(n_global) else max(n_global, 1)) * world()[1]
 
 
-def regression_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error averaged over global elements (Emu's next-latent regression, masked pixels)."""
-    n_global = global_count(predicted.numel(), predicted.device)
-    if n_global == 0:
-        return _connected_zero(predicted, target)
-    return (predicted.float() - target.float()).pow(2).sum() / n_global * world()[1]
+def regression_loss(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared error averaged over global elements (Emu's next-latent regression, masked pixels); rows
+    where ``mask`` [N] is False are left out."""
+    squared = (predicted.float() - target.float()).pow(2)
+    if mask is None:
+        n_global = global_count(predicted.numel(), predicted.device)
+        if n_global == 0:
+            return _connected_zero(predicted, target)
+        return squared.sum() / n_global * world()[1]
+    n_global = global_count(mask.sum() * predicted.shape[-1], predicted.device)
+    return torch.where(mask.unsqueeze(1), squared, 0.0).sum() / n_global.clamp(min=1) * world()[1]
 
 
 class PretrainingObjective(nn.Module):
@@ -194,21 +214,22 @@ class PretrainingObjective(nn.Module):
     def forward(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         w = self.weights
         features, labels, head = outputs["gen_features"], outputs["gen_labels"], outputs["lm_head_weight"]
+        gen_mask, pair_mask = outputs["gen_mask"], outputs["pair_mask"]
         if w.generation_on_image_first_rows_only:
-            keep = outputs["image_first_rows"][outputs["gen_rows"]]
-            features, labels = features[keep], labels[keep]
+            gen_mask = gen_mask & outputs["image_first_rows"][outputs["gen_rows"]]
         # every output in the graph: DDP needs a gradient for each parameter, the ones a term leaves unused too
         zero = _connected_zero(outputs["image_latents"], outputs["pair_latents"], outputs["pair_context"], features,
                                head, outputs["logit_scale"])
         terms = dict.fromkeys(LOSS_TERMS, zero)
         if w.generation:
-            terms["generation"] = lm_head_loss(features, head, labels)
-        accuracy, num_pairs = float("nan"), global_count(outputs["pair_latents"].shape[0], labels.device)
+            terms["generation"] = lm_head_loss(features, head, labels, gen_mask)
+        accuracy = torch.tensor(float("nan"), device=labels.device)
+        num_pairs = global_count(pair_mask.sum(), labels.device)
         if w.contrastive:
             terms["contrastive"], accuracy, num_pairs = contrastive_loss(
-                outputs["pair_latents"], outputs["pair_context"], outputs["logit_scale"])
+                outputs["pair_latents"], outputs["pair_context"], outputs["logit_scale"], pair_mask)
         if w.regression:
-            terms["regression"] = regression_loss(outputs["pair_context"], outputs["pair_latents"])
+            terms["regression"] = regression_loss(outputs["pair_context"], outputs["pair_latents"], pair_mask)
         if w.matching:
             terms["matching"] = cross_entropy_loss(outputs["matching_logits"], outputs["matching_labels"])
         if w.masked_text:
@@ -219,7 +240,7 @@ class PretrainingObjective(nn.Module):
         return {
             "loss": total,
             **{f"{name}_loss": value for name, value in terms.items()},
-            "contrastive_accuracy": accuracy,
+            "contrastive_accuracy": accuracy,  # tensors: the trainer reads them after the (compiled) step
             "num_pairs": num_pairs,
             "logit_scale": outputs["logit_scale"].detach(),
         }

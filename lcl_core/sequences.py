@@ -140,10 +140,28 @@ def generation_mask(ids: torch.Tensor, *, img_id: int, eoi_id: int, pad_id: int)
     return (nxt != img_id) & (nxt != eoi_id) & (nxt != pad_id)
 
 
-def images_with_contrastive_pair(ids: torch.Tensor, *, soi_id: int) -> torch.Tensor:
-    """``[num_images]`` bool, in image order: False for an image whose ``<soi>`` is at index 0."""
-    rows, cols = torch.nonzero(ids == soi_id, as_tuple=True)
-    return cols > 0
+def soi_positions(ids: torch.Tensor, *, soi_id: int, count: int) -> torch.Tensor:
+    """``[count]`` long: the flat (row-major) positions of the first ``count`` ``<soi>`` tokens, i.e. of
+    every image's ``<soi>`` in image order when ``count`` is the batch's image count. Its size is
+    ``count``, never data-dependent (a sort of the positions, not ``nonzero``), so ``torch.compile``
+    traces it without a graph break; ``position % L == 0`` marks an image with no contrastive pair."""
+    flat = ids.reshape(-1)
+    positions = torch.arange(flat.shape[0], device=ids.device)
+    return torch.where(flat == soi_id, positions, flat.shape[0]).sort().values[:count]
+
+
+def image_token_sources(ids: torch.Tensor, *, img_id: int, soi_id: int,
+                        num_image_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, L]`` long twice: for each ``<img>`` slot, the image it shows (the index of the ``<soi>``
+    opening its run, in row-major image order) and which of that image's tokens (its offset after the
+    ``<soi>``); clamped to valid indices elsewhere. Static shapes, as :func:`soi_positions`."""
+    flat = ids.reshape(-1)
+    soi = flat == soi_id
+    positions = torch.arange(flat.shape[0], device=ids.device)
+    last_soi = torch.where(soi, positions, -1).cummax(dim=0).values
+    image = (soi.long().cumsum(0) - 1).clamp(min=0)
+    token = (positions - last_soi - 1).clamp(min=0, max=num_image_tokens - 1)
+    return image.view_as(ids), token.view_as(ids)
 
 
 def maskable_text(ids: torch.Tensor, *, special_ids: dict[str, int]) -> torch.Tensor:

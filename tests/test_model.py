@@ -29,6 +29,11 @@ def mixed_batch(tok):
     return pad_rows(rows, pad_id=tok.pad_id)
 
 
+def pair_context(outputs):
+    """The context features of the images that have a contrastive pair."""
+    return outputs["pair_context"][outputs["pair_mask"]]
+
+
 def test_shapes_at_odd_sizes(model, clip_tok):
     ids = mixed_batch(clip_tok)
     images = torch.randn(4, 3, 30, 30)
@@ -37,8 +42,11 @@ def test_shapes_at_odd_sizes(model, clip_tok):
     assert pooled.shape == (4, 36) and projected.shape == (4, N, 36)
     out = model(images, ids)
     assert out["image_latents"].shape == (4, 36)
-    assert out["pair_latents"].shape == out["pair_context"].shape == (3, 36)  # 4 images, one image-first
-    assert out["gen_features"].shape == (out["gen_labels"].shape[0], 36)
+    assert out["pair_latents"].shape == out["pair_context"].shape == (4, 36)  # one row per image, and
+    assert out["pair_mask"].tolist() == [False, True, True, True]  # the image-first one is no pair
+    rows, length = ids.shape
+    assert out["gen_features"].shape == (rows * (length - 1), 36) and out["gen_labels"].shape == (rows * (length - 1),)
+    assert out["gen_rows"].tolist() == [r for r in range(rows) for _ in range(length - 1)]
     assert out["lm_head_weight"].shape == (49411, 36)
     assert out["image_first_rows"].tolist() == [True, False, False]
     assert model.encode_image(images).norm(dim=-1).allclose(torch.ones(4))
@@ -73,15 +81,15 @@ def test_pooled_and_projected_share_the_value_path(model):
 def test_context_at_soi_has_not_seen_its_image(model, clip_tok):
     ids = mixed_batch(clip_tok)
     images = torch.randn(4, 3, 30, 30)
-    before = model(images, ids)["pair_context"]
+    before = pair_context(model(images, ids))
     changed = images.clone()
     changed[2] = torch.randn(3, 30, 30)  # the second image of row 1
-    after = model(changed, ids)["pair_context"]
+    after = pair_context(model(changed, ids))
     # pairs: row 1 image 0, row 1 image 1, row 2 image 0
     assert torch.allclose(before[0], after[0]) and torch.allclose(before[1], after[1])
     assert torch.allclose(before[2], after[2])
     changed[1] = torch.randn(3, 30, 30)  # the first image of row 1 precedes the second <soi>
-    after = model(changed, ids)["pair_context"]
+    after = pair_context(model(changed, ids))
     assert torch.allclose(before[0], after[0]) and not torch.allclose(before[1], after[1])
 
 

@@ -156,10 +156,12 @@ def test_02_model_shapes_and_identities(smoke):
     assert shapes["attention"] == [3, config.vision.pool_heads, n]
     batch, length = shapes["input_ids"]
     assert batch == 2 and shapes["embeds"] == shapes["hidden"] == [2, length, d]
-    assert shapes["pair_latents"] == shapes["pair_context"] == [3, d] and r["num_pairs"] == 3
-    targets, width = r["num_generation_targets"], config.bridge.width
-    assert shapes["gen_features"] == [targets, width] and shapes["gen_labels"] == [targets]
-    assert shapes["lm_head_weight"] == [config.bridge.vocab_size, width]
+    assert shapes["pair_latents"] == shapes["pair_context"] == [3, d] and shapes["pair_mask"] == [3]
+    assert r["num_pairs"] == 3  # no image opens its row
+    positions, width = batch * (length - 1), config.bridge.width
+    assert shapes["gen_features"] == [positions, width] and shapes["gen_labels"] == shapes["gen_mask"] == [positions]
+    assert 0 < r["num_generation_targets"] < positions
+    assert shapes["lm_head_weight"] == [49411, width]  # the notebook uses the CLIP vocabulary
     assert r["pooled_reconstruction_error"] < 1e-5 and r["projected_reconstruction_error"] < 1e-5
     assert max(r["context_change_when_second_image_changes"]) < 1e-6, "a context feature saw its own image"
     assert r["hidden_change_up_to_its_soi"] < 1e-5 < 1e-3 < r["hidden_change_after_its_soi"]

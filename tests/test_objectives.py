@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from lcl_core import linear_cross_entropy as linear_cross_entropy_module
 from lcl_core.model import LCLModel
 from lcl_core.objectives import OBJECTIVES, PretrainingObjective
 from lcl_core.sequences import interleaved_sequence, pad_rows
@@ -19,6 +20,12 @@ from test_model import N, mixed_batch
 def logits(features, outputs):
     """The vocabulary logits the fused loss never forms: the LM head's output layer on its features."""
     return features @ outputs["lm_head_weight"].t()
+
+
+def targets(outputs):
+    """(logits, labels, rows) at the generation targets the model's masks select."""
+    mask = outputs["gen_mask"]
+    return logits(outputs["gen_features"][mask], outputs), outputs["gen_labels"][mask], outputs["gen_rows"][mask]
 
 
 def hand_losses(model, images, ids, ids_map):
@@ -98,8 +105,8 @@ def test_coca_captions_only_image_first_rows(clip_tok):
     model = LCLModel(config=odd_config())
     out = model(torch.randn(4, 3, 30, 30), mixed_batch(clip_tok))
     coca = PretrainingObjective.named("coca")(out)
-    first_row = out["gen_rows"] == 0
-    expected = torch.nn.functional.cross_entropy(logits(out["gen_features"][first_row], out), out["gen_labels"][first_row])
+    target_logits, labels, rows = targets(out)
+    expected = torch.nn.functional.cross_entropy(target_logits[rows == 0], labels[rows == 0])
     assert coca["generation_loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -108,7 +115,10 @@ def test_regression_pulls_context_towards_the_next_latent(clip_tok):
     model = LCLModel(config=odd_config())
     out = model(torch.randn(4, 3, 30, 30), mixed_batch(clip_tok))
     reg = PretrainingObjective.named("generation_regression")(out)["regression_loss"]
-    assert reg.item() == pytest.approx((out["pair_context"] - out["pair_latents"]).pow(2).mean().item(), rel=1e-6)
+    pairs = out["pair_mask"]
+    assert pairs.tolist() == [False, True, True, True]
+    expected = (out["pair_context"][pairs] - out["pair_latents"][pairs]).pow(2).mean()
+    assert reg.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_a_tiny_model_overfits_a_fixed_batch(clip_tok):
@@ -162,7 +172,7 @@ def test_blip2_pair_tasks_against_a_hand_computation(clip_tok):
     assert sorted(image for image, _ in negatives[:4]) == [0, 1, 2, 3]  # a wrong caption for each image
     assert sorted(caption for _, caption in negatives[4:]) == [0, 1, 2, 3]  # a wrong image for each caption
     match = torch.nn.functional.cross_entropy(out["matching_logits"], out["matching_labels"])
-    generation = torch.nn.functional.cross_entropy(logits(out["gen_features"], out), out["gen_labels"])
+    generation = torch.nn.functional.cross_entropy(*targets(out)[:2])
     assert losses["matching_loss"].item() == pytest.approx(match.item(), rel=1e-5)
     assert losses["loss"].item() == pytest.approx(generation.item() + losses["contrastive_loss"].item()
                                                   + match.item(), rel=1e-5)
@@ -271,6 +281,13 @@ def test_the_lm_head_runs_only_where_the_loss_reads_it(name, clip_tok):
         read_rows = model(images, ids, **inputs)
         only_read = objective(read_rows)
     expected_targets = {"contrastive": 0, "coca": 4, "lcl": 19}[name]  # row 0, image-first: "a red square <eot>"
-    assert read_rows["gen_labels"].shape[0] == expected_targets
+    assert int(read_rows["gen_mask"].sum()) == expected_targets
+    seen = []  # the rows the LM head's output layer multiplies, eagerly: the targets only
+    original = linear_cross_entropy_module._LinearCrossEntropy.apply
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(linear_cross_entropy_module._LinearCrossEntropy, "apply",
+                      lambda hidden, *rest: seen.append(hidden.shape[0]) or original(hidden, *rest))
+        objective(read_rows)
+    assert seen == ([expected_targets] if objective.weights.generation else [])
     for key in ("loss", "generation_loss", "contrastive_loss"):
         assert only_read[key].item() == pytest.approx(every_row[key].item(), rel=1e-6)

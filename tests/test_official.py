@@ -78,10 +78,12 @@ def test_kit_computes_what_the_official_implementation_computes(clip_tok):
         losses = PretrainingObjective.named("lcl")(out)
     official_con, official_gen = official_losses(img_f, txt_f, logits, labels, scale)
 
-    assert torch.equal(out["gen_labels"], labels)
-    assert torch.allclose(out["gen_features"] @ out["lm_head_weight"].t(), logits, atol=1e-5)
-    assert torch.allclose(torch.nn.functional.normalize(out["pair_latents"], dim=-1), img_f, atol=1e-6)
-    assert torch.allclose(torch.nn.functional.normalize(out["pair_context"], dim=-1), txt_f, atol=1e-5)
+    targets = out["gen_mask"]
+    assert torch.equal(out["gen_labels"][targets], labels)
+    assert torch.allclose(out["gen_features"][targets] @ out["lm_head_weight"].t(), logits, atol=1e-5)
+    pairs = out["pair_mask"]
+    assert torch.allclose(torch.nn.functional.normalize(out["pair_latents"][pairs], dim=-1), img_f, atol=1e-6)
+    assert torch.allclose(torch.nn.functional.normalize(out["pair_context"][pairs], dim=-1), txt_f, atol=1e-5)
     assert losses["generation_loss"].item() == pytest.approx(official_gen.item(), abs=1e-5)
     assert 0.1 * losses["contrastive_loss"].item() == pytest.approx(official_con.item(), abs=1e-5)
 

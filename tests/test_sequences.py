@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lcl_core.sequences import (
-    contrastive_mask, generation_mask, images_with_contrastive_pair, interleaved_sequence, pad_rows,
+    contrastive_mask, generation_mask, image_token_sources, interleaved_sequence, pad_rows, soi_positions,
     paired_sequence, text_query,
 )
 
@@ -77,7 +77,12 @@ def test_loss_positions_on_a_mixed_batch(clip_tok):
                             [SOT, *A_RED_SQUARE, SOI, IMG, IMG, EOI]]
     con = contrastive_mask(ids, soi_id=SOI)
     assert torch.nonzero(con).tolist() == [[1, 4]]  # the <soi> at index 0 gives no pair
-    assert images_with_contrastive_pair(ids, soi_id=SOI).tolist() == [False, True]
+    length = ids.shape[1]
+    positions = soi_positions(ids, soi_id=SOI, count=2)
+    assert positions.tolist() == [0, length + 4] and (positions % length > 0).tolist() == [False, True]
+    image, token = image_token_sources(ids, img_id=IMG, soi_id=SOI, num_image_tokens=2)
+    slots = ids == IMG  # row 0 holds image 0's two tokens at 1, 2; row 1 image 1's at 5, 6
+    assert image[slots].tolist() == [0, 0, 1, 1] and token[slots].tolist() == [0, 1, 0, 1]
     gen = generation_mask(ids, img_id=IMG, eoi_id=EOI, pad_id=PAD)
     # outputs whose next token is a target: row 0 predicts "a" from <eoi>, then red, square, <eot>;
     # row 1 predicts a, red, square and <soi> (where the image goes); never <img>/<eoi>

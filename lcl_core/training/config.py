@@ -42,7 +42,7 @@ class TrainConfig(JsonConfig):
     img_first_prob: float = _knob(0.5, "chance an image goes before its sentence (MMC4) or a pair is image-first")
     precision: str = _knob("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
     grad_checkpointing: bool = _knob(False, "activation checkpointing in the ViT and the bridge")
-    compile: bool = _knob(False, "torch.compile the model")
+    compile: bool = _knob(False, "torch.compile the forward and loss as one graph")
     seed: int = _knob(0, "initial weights, data order and every random draw of the run")
     log_every: int = _knob(1, "steps between metric records (collapse diagnostics included)")
     save_every: int = _knob(200, "steps between checkpoints (one is always written at the end)")

@@ -61,6 +61,9 @@ class Trainer:
         self.schedule = CosineWithWarmup(optimizer=self.optimizer, base_lr=config.lr,
                                          warmup_steps=config.resolved_warmup_steps, total_steps=config.steps)
         self.forward_model = self._wrap(self.model)
+        # the whole forward + loss is one compiled graph (the model returns static shapes, the objective
+        # reads nothing back to the host); the optimizer step and the logging stay eager
+        self.loss_step = torch.compile(self._forward_and_loss) if config.compile else self._forward_and_loss
         self.step = 0
         self.seen = torch.zeros(3, dtype=torch.long)  # images, sequences, tokens this rank trained on so far
         self.metrics: dict[str, Any] = {}
@@ -72,11 +75,10 @@ class Trainer:
 
     # ---- setup ------------------------------------------------------------------------------------
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        wrapped = model
-        if self.runtime.distributed:
-            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(model, device_ids=device_ids)
-        return torch.compile(wrapped) if self.config.compile else wrapped
+        if not self.runtime.distributed:
+            return model
+        device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
 
     def _seed_generators(self) -> None:
         seed = self.config.seed + self.runtime.rank
@@ -172,6 +174,11 @@ class Trainer:
         self.callbacks.trigger("on_train_end", self)
         return self.metrics
 
+    def _forward_and_loss(self, images: torch.Tensor, input_ids: torch.Tensor, inputs: dict):
+        """-> (named losses, image latents): what ``torch.compile`` captures when ``config.compile``."""
+        outputs = self.forward_model(images, input_ids, **inputs)
+        return self.objective(outputs), outputs["image_latents"]
+
     def _optimizer_step(self, batches):
         lr = self.schedule.apply(self.step)
         accum = self.config.grad_accum_steps
@@ -187,23 +194,27 @@ class Trainer:
             with sync:
                 with self.runtime.autocast():
                     inputs = self.objective.model_inputs(self.model, images, input_ids)
-                    outputs = self.forward_model(images, input_ids, **inputs)
-                    losses = self.objective(outputs)
+                    losses, latents = self.loss_step(images, input_ids, inputs)
                 (losses["loss"] / accum).backward()
-            values = mean_over_ranks(torch.stack([losses[k].detach().float() for k in LOSS_KEYS])).tolist()
+            # one host read per micro-batch: the losses averaged over ranks, this rank's in-batch accuracy
+            # (averaged over ranks when logged) and the global pair count
+            averaged = mean_over_ranks(torch.stack([losses[k].detach().float() for k in LOSS_KEYS]))
+            *values, accuracy, num_pairs = torch.cat([averaged, torch.stack(
+                [losses["contrastive_accuracy"].float(), losses["num_pairs"].float()])]).tolist()
             for key, value in zip(LOSS_KEYS, values):
                 sums[key] += value / accum
-            sums["contrastive_accuracy"] += losses["contrastive_accuracy"] / accum
-            sums["num_pairs"] += losses["num_pairs"]
-            pad = self.model.ids["pad"]
-            counts += torch.tensor([images.shape[0], input_ids.shape[0], int((input_ids != pad).sum())])
+            sums["contrastive_accuracy"] += accuracy / accum
+            sums["num_pairs"] += int(num_pairs)
+            tokens = int((batch["input_ids"] != self.model.ids["pad"]).sum())  # counted on the host copy
+            counts += torch.tensor([images.shape[0], input_ids.shape[0], tokens])
         clip = self.config.grad_clip_norm if self.config.grad_clip_norm else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.model.clamp_logit_scale_()
-        sums.update(lr=lr, grad_norm=grad_norm.item(), logit_scale=losses["logit_scale"].item())
-        return sums, outputs["image_latents"].detach(), counts
+        grad_norm, logit_scale = torch.stack([grad_norm.float(), losses["logit_scale"].float()]).tolist()
+        sums.update(lr=lr, grad_norm=grad_norm, logit_scale=logit_scale)
+        return sums, latents.detach(), counts
 
     def _record(self, step_metrics, latents, counts, *, step_time: float, elapsed: float) -> dict[str, Any]:
         """Everything logged for one step; collective (all ranks call it at the same steps)."""
