@@ -14,6 +14,8 @@ The data object is anything that yields collated batches ``{"images", "input_ids
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -29,12 +31,20 @@ from ..distributed import gather_rows, mean_over_ranks
 from ..model import LCLModel
 from ..objectives import LOSS_TERMS, objective_spec
 from .callbacks import CallbackList, JsonLinesWriter, ProgressBar, TensorBoardWriter
-from .checkpointing import capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint
+from .checkpointing import (capture_rng_state, load_latest_checkpoint, read_checkpoint, restore_rng_state,
+                            save_checkpoint)
 from .config import TrainConfig
 from .optim import CosineWithWarmup, build_optimizer
+from .preemption import stop_on_preemption_signals
 from .runtime import Runtime, init_runtime
 
+log = logging.getLogger(__name__)
+
 LOSS_KEYS = ("loss", *(f"{term}_loss" for term in LOSS_TERMS))
+
+
+class BadStepsError(RuntimeError):
+    """``max_bad_steps`` non-finite steps in a row, with nothing (or nothing new) to restore."""
 METRICS_FILE, CHECKPOINT_DIR, TENSORBOARD_DIR = "metrics.jsonl", "checkpoints", "tensorboard"
 
 
@@ -68,6 +78,11 @@ class Trainer:
         self.seen = torch.zeros(3, dtype=torch.long)  # images, sequences, tokens this rank trained on so far
         self.metrics: dict[str, Any] = {}
         self.last_checkpoint: Path | None = None
+        self.preempted_by: str | None = None  # the signal that stopped the last run(), if one did
+        self.bad_steps = 0  # optimiser updates skipped for a non-finite loss or gradient norm, since step 0
+        self.consecutive_bad_steps = 0
+        self.last_good_checkpoint: Path | None = None  # the newest checkpoint written after a good step
+        self.restored_from: Path | None = None  # the checkpoint the last bad-step restore loaded
         self.callbacks = CallbackList()
         self._seed_generators()
         if self.run_dir is not None and self.runtime.is_main:
@@ -121,7 +136,7 @@ class Trainer:
         self.data.resume_from(state["data"][self.runtime.rank])
         self.seen = torch.tensor(state["seen"][self.runtime.rank], dtype=torch.long)
         self.step = checkpoint.step
-        self.last_checkpoint = checkpoint.path
+        self.last_checkpoint = self.last_good_checkpoint = checkpoint.path
         return self.step
 
     def save_checkpoint(self) -> Path | None:
@@ -151,28 +166,73 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Train until ``config.steps``; returns the last metrics record."""
+        """Train until ``config.steps``, or until SIGTERM / SIGUSR1 (see :mod:`.preemption`): then the
+        current step is finished and checkpointed, ``preempted_by`` names the signal, and this returns.
+        Returns the last metrics record."""
         self.model.train()
+        self.preempted_by = None
         batches = iter(self.data)
         started = time.perf_counter()
         self.callbacks.trigger("on_train_start", self)
-        while self.step < self.config.steps:
-            step_started = time.perf_counter()
-            step_metrics, latents, counts = self._optimizer_step(batches)
-            self.seen += counts
-            self.step += 1
-            self.callbacks.trigger("on_step_end", self)
-            if self.step % self.config.log_every == 0 or self.step == self.config.steps:
-                self.metrics = self._record(step_metrics, latents, counts,
-                                            step_time=time.perf_counter() - step_started,
-                                            elapsed=time.perf_counter() - started)
-                self.callbacks.trigger("on_log", self)
-            if self.run_dir is not None and (self.step % self.config.save_every == 0
-                                             or self.step == self.config.steps):
-                self.save_checkpoint()
-                self.callbacks.trigger("on_checkpoint", self)
+        with stop_on_preemption_signals() as stop:
+            while self.step < self.config.steps:
+                step_started = time.perf_counter()
+                step_metrics, latents, counts = self._optimizer_step(batches)
+                self.seen += counts
+                self.step += 1
+                self.callbacks.trigger("on_step_end", self)
+                if self.step % self.config.log_every == 0 or self.step == self.config.steps or step_metrics["bad_step"]:
+                    self.metrics = self._record(step_metrics, latents, counts,
+                                                step_time=time.perf_counter() - step_started,
+                                                elapsed=time.perf_counter() - started)
+                    self.callbacks.trigger("on_log", self)
+                preempted = self._agreed_stop(stop.signal)
+                # no periodic checkpoint after a skipped step: it would push the last good one out (keep_checkpoints)
+                periodic = self.step % self.config.save_every == 0 and not step_metrics["bad_step"]
+                if self.run_dir is not None and (periodic or preempted or self.step == self.config.steps):
+                    self.save_checkpoint()
+                    if not step_metrics["bad_step"]:
+                        self.last_good_checkpoint = self.last_checkpoint
+                    self.callbacks.trigger("on_checkpoint", self)
+                if step_metrics["bad_step"]:
+                    self._after_bad_step(step_metrics)
+                if preempted:
+                    self.preempted_by = stop.signal or "a preemption signal on another rank"
+                    log.warning("%s: stopped after step %d (checkpoint %s)", self.preempted_by, self.step,
+                                self.last_checkpoint)
+                    break
         self.callbacks.trigger("on_train_end", self)
         return self.metrics
+
+    def _agreed_stop(self, signal_name: str | None) -> bool:
+        """Whether any rank was asked to stop (all ranks must stop after the same step)."""
+        if not self.runtime.distributed:
+            return signal_name is not None
+        flag = torch.tensor([signal_name is not None], dtype=torch.int32, device=self.runtime.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _after_bad_step(self, step_metrics: dict) -> None:
+        """Count a skipped update; after ``max_bad_steps`` in a row restore the weights and optimiser of the
+        last checkpoint written after a good step (the data stream and the step count go on, past the
+        batches that failed), or stop: when asked to, when there is none, or when it was restored before."""
+        log.warning("step %d: non-finite %s; the update was skipped (%d in a row); documents: %s", self.step,
+                    step_metrics["bad_values"], self.consecutive_bad_steps, step_metrics["documents"])
+        if self.consecutive_bad_steps < self.config.max_bad_steps:
+            return
+        where = f"{self.consecutive_bad_steps} steps in a row up to step {self.step} had a non-finite loss or gradient"
+        good = self.last_good_checkpoint
+        if self.config.on_bad_steps == "stop" or good is None or good == self.restored_from:
+            reason = ("on_bad_steps is 'stop'" if self.config.on_bad_steps == "stop" else
+                      "there is no checkpoint of a good step to restore" if good is None else
+                      f"{good} was restored already and the run failed again")
+            raise BadStepsError(f"{where}; stopping because {reason}. The last documents: {step_metrics['documents']}")
+        checkpoint = read_checkpoint(good)
+        self.model.load_state_dict(checkpoint.weights, strict=True)
+        self.optimizer.load_state_dict(checkpoint.state["optimizer"])
+        self.restored_from, self.consecutive_bad_steps = good, 0
+        log.warning("%s; restored the weights and optimiser of %s (step %d) and went on", where, good, checkpoint.step)
+        self.callbacks.trigger("on_restore", self)
 
     def _forward_and_loss(self, images: torch.Tensor, input_ids: torch.Tensor, inputs: dict):
         """-> (named losses, image latents): what ``torch.compile`` captures when ``config.compile``."""
@@ -184,6 +244,7 @@ class Trainer:
         accum = self.config.grad_accum_steps
         sums = dict.fromkeys(LOSS_KEYS, 0.0) | {"contrastive_accuracy": 0.0, "num_pairs": 0}
         counts = torch.zeros(3, dtype=torch.long)  # images, sequences, tokens on this rank
+        documents: list[str] = []  # file:record of each row, named in the log when the step goes bad
         for micro in range(accum):
             batch = next(batches)
             images = batch["images"].to(self.runtime.device, non_blocking=True)
@@ -205,15 +266,24 @@ class Trainer:
                 sums[key] += value / accum
             sums["contrastive_accuracy"] += accuracy / accum
             sums["num_pairs"] += int(num_pairs)
+            documents += [f"{p['file']}:{p['record']}" for p in batch.get("positions", [])]
             tokens = int((batch["input_ids"] != self.model.ids["pad"]).sum())  # counted on the host copy
             counts += torch.tensor([images.shape[0], input_ids.shape[0], tokens])
         clip = self.config.grad_clip_norm if self.config.grad_clip_norm else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.optimizer.step()
+        grad_norm, logit_scale = torch.stack([grad_norm.float(), losses["logit_scale"].float()]).tolist()
+        # the same on every rank (losses and the norm are global), so every rank skips the same steps
+        bad_values = [key for key, value in (("loss", sums["loss"]), ("grad_norm", grad_norm)) if not math.isfinite(value)]
+        if bad_values:
+            self.bad_steps += 1
+            self.consecutive_bad_steps += 1
+        else:
+            self.optimizer.step()
+            self.consecutive_bad_steps = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.model.clamp_logit_scale_()
-        grad_norm, logit_scale = torch.stack([grad_norm.float(), losses["logit_scale"].float()]).tolist()
-        sums.update(lr=lr, grad_norm=grad_norm, logit_scale=logit_scale)
+        sums.update(lr=lr, grad_norm=grad_norm, logit_scale=logit_scale, bad_step=bool(bad_values),
+                    bad_values=bad_values, documents=documents if bad_values else [])
         return sums, latents.detach(), counts
 
     def _record(self, step_metrics, latents, counts, *, step_time: float, elapsed: float) -> dict[str, Any]:
@@ -228,6 +298,9 @@ class Trainer:
         return {
             "step": self.step,
             **{k: step_metrics[k] for k in (*LOSS_KEYS, "num_pairs", "logit_scale", "lr", "grad_norm")},
+            "bad_steps": self.bad_steps,  # updates skipped so far for a non-finite loss or gradient norm
+            **({"skipped_update": True, "bad_values": step_metrics["bad_values"],
+                "documents": step_metrics["documents"]} if step_metrics["bad_step"] else {}),
             "contrastive_accuracy": accuracy.item(),
             "latent_variance": latent_variance(all_latents),
             "effective_rank": effective_rank(all_latents),
