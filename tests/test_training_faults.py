@@ -134,3 +134,50 @@ def test_bad_steps_in_a_row_restore_the_last_good_checkpoint_once_then_stop(tmp_
     assert not all(torch.equal(weights[9][k], weights[8][k]) for k in weights[8]), "step 9 trained on the restored weights"
     assert trainer.bad_steps == 6 and trainer.step == 12
     assert [c.name for c in list_checkpoints(tmp_path / "checkpoints")] == [step_folder_name(4)]
+
+
+# ---- gradient accumulation with one contrastive batch ----------------------------------------------------
+class FixedBatches:
+    """The given batches in turn (the trainer's data protocol)."""
+
+    def __init__(self, batches: list[dict]) -> None:
+        self.batches, self.next = batches, 0
+
+    def __iter__(self):
+        while True:
+            yield self.batches[self.next % len(self.batches)]
+            self.next += 1
+
+    def state(self) -> dict:
+        return {"next": self.next}
+
+    def resume_from(self, state: dict) -> None:
+        self.next = state["next"]
+
+
+def _joined(first: dict, second: dict) -> dict:
+    return {"images": torch.cat([first["images"], second["images"]]),
+            "input_ids": torch.cat([first["input_ids"], second["input_ids"]])}
+
+
+@pytest.mark.parametrize("objective, layout", [("lcl", "interleaved"), ("lcl", "sampled"), ("contrastive", "contrastive"),
+                                               ("coca", "both"), ("generation_regression", "interleaved")])
+def test_accumulating_k_micro_batches_equals_one_batch_of_k_b(objective, layout):
+    config = odd_config()
+    source = SyntheticBatches(model_config=config, layout=layout, batch_size=3, seed=4)
+    micro = [source.batch(0), source.batch(1)]
+    grads, records = {}, {}
+    for name, batches, accum in (("k x b", micro, 2), ("k b", [_joined(*micro)], 1)):
+        trainer = _trainer(data=FixedBatches(batches), steps=1, objective=objective, grad_accum_steps=accum,
+                           grad_clip_norm=0)
+        trainer.optimizer.step = lambda: None  # keep the gradients, compare them before any update
+        trainer.optimizer.zero_grad = lambda set_to_none=True: None
+        trainer.run()
+        grads[name] = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        records[name] = trainer.metrics
+    assert grads["k x b"].keys() == grads["k b"].keys() and len(grads["k b"]) > 10
+    for n, want in grads["k b"].items():  # per tensor, relative to its norm (+ 1e-7 for gradients that are 0 in exact arithmetic)
+        assert float((grads["k x b"][n] - want).norm()) <= 1e-5 * float(want.norm()) + 1e-7, n
+    for key in ("loss", "generation_loss", "contrastive_loss", "regression_loss", "contrastive_accuracy", "num_pairs"):
+        a, b = records["k x b"][key], records["k b"][key]
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7, nan_ok=True), key

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..config import JsonConfig
 from ..objectives import OBJECTIVES, PretrainingObjective
+from .sharding import STRATEGIES
 
 PRECISIONS = ("auto", "bf16", "fp32")
 BAD_STEP_ACTIONS = ("restore", "stop")
@@ -44,6 +45,9 @@ class TrainConfig(JsonConfig):
     precision: str = _knob("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
     grad_checkpointing: bool = _knob(False, "activation checkpointing in the ViT and the bridge")
     compile: bool = _knob(False, "torch.compile the forward and loss as one graph")
+    strategy: str = _knob("ddp", "with several processes: ddp (a full replica per rank) or fsdp (FSDP2: "
+                                 "parameters, gradients and optimiser state sharded per transformer block)",
+                          choices=STRATEGIES)
     seed: int = _knob(0, "initial weights, data order and every random draw of the run")
     log_every: int = _knob(1, "steps between metric records (collapse diagnostics included)")
     save_every: int = _knob(200, "steps between checkpoints (one is always written at the end)")
@@ -76,6 +80,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"img_first_prob must lie in [0, 1], got {self.img_first_prob}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
         if self.on_bad_steps not in BAD_STEP_ACTIONS:
             problems.append(f"on_bad_steps {self.on_bad_steps!r} is not one of {', '.join(BAD_STEP_ACTIONS)}")
         if self.num_workers < 0:

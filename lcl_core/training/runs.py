@@ -59,7 +59,9 @@ from .trainer import CHECKPOINT_DIR, METRICS_FILE, Trainer
 log = logging.getLogger(__name__)
 RUN_FORMAT = "lcl-run/1"
 RUN_FILE, TOKENIZER_DIR, FINAL_DIR = "run.json", "tokenizer", RUN_FINAL_DIR
-OUTSIDE_IDENTITY = ("progress_bar", "log_every", "save_every", "keep_checkpoints")  # TrainConfig fields that leave weights alone
+# TrainConfig fields that leave weights alone (the parallel strategy, like the number of ranks, only up to
+# rounding: checkpoints hold the full state, so a run may change it at a resume)
+OUTSIDE_IDENTITY = ("progress_bar", "log_every", "save_every", "keep_checkpoints", "strategy")
 ADDED_TRAIN_KNOBS = ("max_bad_steps", "on_bad_steps")  # added after runs existed
 
 
@@ -226,8 +228,9 @@ class PreparedRun:
 
     def finish(self) -> Path:
         final = self.folder / FINAL_DIR
+        weights = self.trainer.full_weights()  # collective under FSDP
         if self.trainer.runtime.is_main:
-            save_pretrained(final, self.trainer.model, self.tokenizer)
+            save_pretrained(final, self.trainer.model, self.tokenizer, weights=weights)
         if self.trainer.runtime.distributed:
             dist.barrier()
         return final
