@@ -23,16 +23,21 @@ TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "
 SETTINGS = ("--steps", "3", "--data-source", "pairs", "--save-every", "3")
 
 
-@pytest.mark.slow
-def test_two_process_gloo_run_matches_one_process_with_the_same_global_batch(tmp_path):
-    single, double = tmp_path / "single", tmp_path / "double"
-    run_quietly(pretrain_command(single, *SETTINGS, "--batch-size", "8"))
-    run_quietly(pretrain_command(double, *SETTINGS, "--batch-size", "4", launcher=TORCHRUN))
-
+def train_one_and_two_processes(single, double, settings, *two_process_flags) -> None:
+    """``settings`` with 8 rows in one process and on two gloo processes with ``two_process_flags``
+    (their batch size); the losses of every step agree within 1e-5."""
+    run_quietly(pretrain_command(single, *settings, "--batch-size", "8"))
+    run_quietly(pretrain_command(double, *settings, *two_process_flags, launcher=TORCHRUN))
     one, two = losses(single), losses(double)
     assert one.keys() == two.keys() == {1, 2, 3}
     for step in one:
         assert two[step] == pytest.approx(one[step], abs=1e-5), (step, one, two)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_matches_one_process_with_the_same_global_batch(tmp_path):
+    single, double = tmp_path / "single", tmp_path / "double"
+    train_one_and_two_processes(single, double, SETTINGS, "--batch-size", "4")
     weights_one = load_file(str(single / "final" / "model.safetensors"))
     weights_two = load_file(str(double / "final" / "model.safetensors"))
     for name, tensor in weights_one.items():
@@ -56,12 +61,7 @@ def test_fsdp2_on_two_gloo_processes_matches_one_process_and_resumes_in_one(tmp_
     full state, so the sharded run's step-2 checkpoint resumes in one process to the 1-process weights."""
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     settings = ("--steps", "3", "--data-source", "pairs", "--save-every", "2")
-    run_quietly(pretrain_command(single, *settings, "--batch-size", "8"))
-    run_quietly(pretrain_command(sharded, *settings, "--batch-size", "4", "--strategy", "fsdp", launcher=TORCHRUN))
-    one, two = losses(single), losses(sharded)
-    assert one.keys() == two.keys() == {1, 2, 3}
-    for step in one:
-        assert two[step] == pytest.approx(one[step], abs=1e-5), (step, one, two)
+    train_one_and_two_processes(single, sharded, settings, "--batch-size", "4", "--strategy", "fsdp")
     final_one = load_file(str(single / "final" / "model.safetensors"))
     final_two = load_file(str(sharded / "final" / "model.safetensors"))
     assert final_one.keys() == final_two.keys()
@@ -99,10 +99,5 @@ def test_fsdp2_on_two_gloo_processes_matches_one_process_and_resumes_in_one(tmp_
 @pytest.mark.slow
 def test_accumulation_on_two_processes_matches_one_batch_of_the_whole_step(tmp_path):
     """2 ranks × 2 micro-batches × 2 rows, one contrastive batch of all 8 pairs: one process with 8 rows."""
-    single, accumulated = tmp_path / "single", tmp_path / "accumulated"
-    run_quietly(pretrain_command(single, *SETTINGS, "--batch-size", "8"))
-    run_quietly(pretrain_command(accumulated, *SETTINGS, "--batch-size", "2", "--grad-accum", "2", launcher=TORCHRUN))
-    one, two = losses(single), losses(accumulated)
-    assert one.keys() == two.keys() == {1, 2, 3}
-    for step in one:
-        assert two[step] == pytest.approx(one[step], abs=1e-5), (step, one, two)
+    train_one_and_two_processes(tmp_path / "single", tmp_path / "accumulated", SETTINGS, "--batch-size", "2",
+                                "--grad-accum", "2")
