@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
@@ -20,11 +21,14 @@ CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR = "config.json", "model.safetensors", "
 RUN_FINAL_DIR = "final"  # where a run folder keeps its exported model (lcl_core.training.runs)
 
 
-def save_pretrained(folder: str | Path, model: LCLModel, tokenizer: Tokenizer) -> Path:
+def save_pretrained(folder: str | Path, model: LCLModel, tokenizer: Tokenizer, *,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """``weights``: the full state when the model's own is sharded (FSDP); default ``model.state_dict()``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.config.to_json(folder / CONFIG_FILE)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_FILE))
+    weights = model.state_dict() if weights is None else weights
+    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(folder / WEIGHTS_FILE))
     tokenizer.save(folder / TOKENIZER_DIR)
     return folder
 

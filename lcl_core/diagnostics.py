@@ -21,8 +21,9 @@ def latent_variance(latents: torch.Tensor) -> float:
 @torch.no_grad()
 def effective_rank(latents: torch.Tensor) -> float:
     """exp(entropy of the normalised singular values) of the centred latents ``[M, D]``
-    (Roy & Vetterli 2007): 0 when all latents are identical, up to min(M, D) for a spread set."""
-    if latents.shape[0] < 2:
+    (Roy & Vetterli 2007): 0 when all latents are identical, up to min(M, D) for a spread set; NaN for
+    fewer than two latents or non-finite ones (a skipped bad step still logs its record)."""
+    if latents.shape[0] < 2 or not bool(torch.isfinite(latents).all()):
         return float("nan")
     x = latents.float() - latents.float().mean(dim=0)
     s = torch.linalg.svdvals(x)

@@ -154,12 +154,13 @@ def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 
 def lm_head_loss(features: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor,
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
+                 mask: torch.Tensor | None = None, n_global: int | torch.Tensor | None = None) -> torch.Tensor:
     """features [T, D], head_weight [V, D], labels [T], mask [T] (bool, None: all are targets) -> the LM
     head's cross-entropy averaged over the global number of targets (next-token generation, masked
-    tokens), the ``[T, V]`` logits never formed and masked-out rows never multiplied by the head."""
-    count = labels.shape[0] if mask is None else mask.sum()
-    n_global = global_count(count, labels.device)
+    tokens), the ``[T, V]`` logits never formed and masked-out rows never multiplied by the head.
+    ``n_global`` overrides that number (accumulation divides by the whole step's targets)."""
+    if n_global is None:
+        n_global = global_count(labels.shape[0] if mask is None else mask.sum(), labels.device)
     summed = linear_cross_entropy(features, head_weight, labels, mask=mask)
     return summed / (n_global.clamp(min=1) if torch.is_tensor(n_global) else max(n_global, 1)) * world()[1]
 
@@ -211,7 +212,26 @@ class PretrainingObjective(nn.Module):
             return {"generation_rows": input_ids[:, 0] == model.ids["soi"]}
         return {}
 
-    def forward(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+    @property
+    def shares_contrastive_batch(self) -> bool:
+        """Whether gradient accumulation gives this objective one contrastive batch over all micro-batches
+        (its causal forward's pairs can be cached); BLIP-2's hard negatives and the masked forward stay
+        per micro-batch."""
+        return bool(self.weights.contrastive) and not self.weights.matching and self.masking is None
+
+    def generation_targets(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[] this micro-batch's (local) generation targets, as ``forward`` counts them."""
+        gen_mask = outputs["gen_mask"]
+        if self.weights.generation_on_image_first_rows_only:
+            gen_mask = gen_mask & outputs["image_first_rows"][outputs["gen_rows"]]
+        return gen_mask.sum()
+
+    def forward(self, outputs: dict[str, torch.Tensor], *,
+                step_targets: torch.Tensor | None = None) -> dict[str, torch.Tensor | float]:
+        """``step_targets`` (gradient accumulation with a shared contrastive batch): the generation targets
+        of the whole step over all ranks, so the micro-batches' generation terms sum to the step's mean.
+        The pair terms need nothing: the trainer splices the step's cached pairs into ``outputs``, so they
+        span the step already, and summing the micro-batches' gradients gives the step's gradient."""
         w = self.weights
         features, labels, head = outputs["gen_features"], outputs["gen_labels"], outputs["lm_head_weight"]
         gen_mask, pair_mask = outputs["gen_mask"], outputs["pair_mask"]
@@ -222,7 +242,7 @@ class PretrainingObjective(nn.Module):
                                head, outputs["logit_scale"])
         terms = dict.fromkeys(LOSS_TERMS, zero)
         if w.generation:
-            terms["generation"] = lm_head_loss(features, head, labels, gen_mask)
+            terms["generation"] = lm_head_loss(features, head, labels, gen_mask, step_targets)
         accuracy = torch.tensor(float("nan"), device=labels.device)
         num_pairs = global_count(pair_mask.sum(), labels.device)
         if w.contrastive:

@@ -10,7 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lcl_core.config import ModelConfig
+from lcl_core.model import LCLModel
 from lcl_core.objectives import OBJECTIVES
+from lcl_core.training import TrainConfig, Trainer
+from lcl_core.training.checkpointing import read_checkpoint, step_folder_name
+from lcl_core.training.sharding import load_full_state
 
 from training_helpers import losses, pretrain_command, run_quietly
 
@@ -18,16 +23,21 @@ TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "
 SETTINGS = ("--steps", "3", "--data-source", "pairs", "--save-every", "3")
 
 
-@pytest.mark.slow
-def test_two_process_gloo_run_matches_one_process_with_the_same_global_batch(tmp_path):
-    single, double = tmp_path / "single", tmp_path / "double"
-    run_quietly(pretrain_command(single, *SETTINGS, "--batch-size", "8"))
-    run_quietly(pretrain_command(double, *SETTINGS, "--batch-size", "4", launcher=TORCHRUN))
-
+def train_one_and_two_processes(single, double, settings, *two_process_flags) -> None:
+    """``settings`` with 8 rows in one process and on two gloo processes with ``two_process_flags``
+    (their batch size); the losses of every step agree within 1e-5."""
+    run_quietly(pretrain_command(single, *settings, "--batch-size", "8"))
+    run_quietly(pretrain_command(double, *settings, *two_process_flags, launcher=TORCHRUN))
     one, two = losses(single), losses(double)
     assert one.keys() == two.keys() == {1, 2, 3}
     for step in one:
         assert two[step] == pytest.approx(one[step], abs=1e-5), (step, one, two)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_matches_one_process_with_the_same_global_batch(tmp_path):
+    single, double = tmp_path / "single", tmp_path / "double"
+    train_one_and_two_processes(single, double, SETTINGS, "--batch-size", "4")
     weights_one = load_file(str(single / "final" / "model.safetensors"))
     weights_two = load_file(str(double / "final" / "model.safetensors"))
     for name, tensor in weights_one.items():
@@ -43,3 +53,51 @@ def test_every_objective_trains_under_ddp(tmp_path, objective):
     run_quietly(pretrain_command(run, "--steps", "2", "--objective", objective, "--batch-size", "4",
                                  "--save-every", "2", launcher=TORCHRUN))
     assert set(losses(run)) == {1, 2} and (run / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_fsdp2_on_two_gloo_processes_matches_one_process_and_resumes_in_one(tmp_path):
+    """FSDP2 (--strategy fsdp): the same losses as one process with the union batch; its checkpoints are
+    full state, so the sharded run's step-2 checkpoint resumes in one process to the 1-process weights."""
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    settings = ("--steps", "3", "--data-source", "pairs", "--save-every", "2")
+    train_one_and_two_processes(single, sharded, settings, "--batch-size", "4", "--strategy", "fsdp")
+    final_one = load_file(str(single / "final" / "model.safetensors"))
+    final_two = load_file(str(sharded / "final" / "model.safetensors"))
+    assert final_one.keys() == final_two.keys()
+    for name, tensor in final_one.items():
+        torch.testing.assert_close(final_two[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+
+    # full, rank-independent state: the sharded run's step-2 checkpoint loads into one process and holds
+    # what the single process's holds, weights and AdamW moments alike
+    saved = {name: read_checkpoint(run / "checkpoints" / step_folder_name(2)) for name, run in
+             (("single", single), ("sharded", sharded))}
+    loaded = {}
+    for name, checkpoint in saved.items():
+        trainer = Trainer(model=LCLModel(config=ModelConfig.from_dict(checkpoint.state["model_config"])),
+                          config=TrainConfig.from_dict(checkpoint.state["train_config"]), data=None)
+        load_full_state(trainer.model, trainer.optimizer, checkpoint.weights, checkpoint.state["optimizer"])
+        loaded[name] = trainer
+    weights = {name: t.model.state_dict() for name, t in loaded.items()}
+    for key, tensor in weights["single"].items():
+        torch.testing.assert_close(weights["sharded"][key], tensor, atol=1e-5, rtol=1e-4, msg=key)
+    moments = {name: {key: t.optimizer.state[p] for key, p in t.model.named_parameters()} for name, t in loaded.items()}
+    assert moments["single"].keys() == moments["sharded"].keys()
+    for key, state in moments["single"].items():
+        assert float(moments["sharded"][key]["step"]) == float(state["step"]) == 2.0
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(moments["sharded"][key][moment], state[moment], atol=1e-6, rtol=1e-3,
+                                       msg=f"{key} {moment}")
+
+    # the sharded run resumed under DDP for a fourth step: the same as the one-process run resumed
+    run_quietly(pretrain_command(single, *settings, "--batch-size", "8", "--steps", "4", "--resume"))
+    run_quietly(pretrain_command(sharded, *settings, "--batch-size", "4", "--steps", "4", "--strategy", "ddp",
+                                 "--resume", launcher=TORCHRUN))
+    assert losses(sharded)[4] == pytest.approx(losses(single)[4], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_accumulation_on_two_processes_matches_one_batch_of_the_whole_step(tmp_path):
+    """2 ranks × 2 micro-batches × 2 rows, one contrastive batch of all 8 pairs: one process with 8 rows."""
+    train_one_and_two_processes(tmp_path / "single", tmp_path / "accumulated", SETTINGS, "--batch-size", "2",
+                                "--grad-accum", "2")

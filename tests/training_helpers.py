@@ -89,18 +89,21 @@ def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
 
 
-def kill_when(argv: list[str], ready, *, timeout: float = 300) -> None:
-    """Start ``argv`` (one thread, as :func:`run_quietly`), SIGKILL it as soon as ``ready()`` is true,
-    and wait for it to die."""
+def kill_when(argv: list[str], ready, *, timeout: float = 300, sig: signal.Signals = signal.SIGKILL) -> tuple[int, str]:
+    """Start ``argv`` (one thread, as :func:`run_quietly`), send it ``sig`` (SIGKILL unless told) as soon
+    as ``ready()`` is true, wait for it to end; returns its exit status and standard error."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, "the process ended before it could be killed"
-        assert time.monotonic() < deadline, "the process made no progress"
-        time.sleep(0.01)  # tiny runs take well under a second from one checkpoint to the next
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, "the process ended before it could be signalled"
+            assert time.monotonic() < deadline, "the process made no progress"
+            time.sleep(0.01)  # tiny runs take well under a second from one checkpoint to the next
+        process.send_signal(sig)
+        process.wait(timeout=timeout)
+        errors.seek(0)
+        return process.returncode, errors.read()
 
 
 def kill_after_step(argv: list[str], metrics_folder: Path, step: int) -> None:

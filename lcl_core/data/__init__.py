@@ -20,8 +20,9 @@ World folder (``lcl data world --out DIR --docs N --tier basic|real --seed S``, 
 
 Readers (torch ``IterableDataset``): :class:`MMC4Dataset`, :class:`ObelicsDataset`,
 :class:`PairedDataset` ``(paths, tokenizer, *, image_size, num_image_tokens, context_length, seed,
-loop=False, shuffle=True, rank=None, world_size=None, ...rule knobs)``. ``paths``: files, folders or
-globs. Each sample is ``{"images": FloatTensor[k,3,H,W], "ids": list[int], "position": dict}``, the
+loop=False, shuffle=True, rank=None, world_size=None, limits=ReadLimits(), ...rule knobs)``. ``paths``:
+files, folders or globs; ``limits`` bounds what an untrusted file may ask for (pixels before decoding,
+bytes of a JSON line, tar member or parquet row, items of a document's lists; each a counted skip). Each sample is ``{"images": FloatTensor[k,3,H,W], "ids": list[int], "position": dict}``, the
 ``k`` images in the order of the row's ``<soi>`` tokens.
 
 ``position`` = ``{"epoch", "rank", "world_size", "worker", "num_workers", "unit", "file", "record",
@@ -48,7 +49,7 @@ from .collate import StreamLoader, collate, make_loader
 from .mmc4 import MMC4Dataset, select_images
 from .obelics import ObelicsDataset
 from .paired import LAYOUTS, PairedDataset
-from .streaming import NothingReadable, Skip, keep_latest
+from .streaming import NothingReadable, ReadLimits, Skip, keep_latest
 
 _GENERATOR = {"EvalSizes", "WorldKnobs", "build_world", "cached_world", "ensure_world"}
 
@@ -61,6 +62,6 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["EvalSizes", "LAYOUTS", "MMC4Dataset", "NothingReadable", "ObelicsDataset", "PairedDataset", "Skip",
-           "StreamLoader", "WorldKnobs", "build_world", "cached_world", "collate", "ensure_world", "keep_latest",
+__all__ = ["EvalSizes", "LAYOUTS", "MMC4Dataset", "NothingReadable", "ObelicsDataset", "PairedDataset", "ReadLimits",
+           "Skip", "StreamLoader", "WorldKnobs", "build_world", "cached_world", "collate", "ensure_world", "keep_latest",
            "make_loader", "select_images"]

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..sequences import interleaved_sequence
-from .streaming import ShardedStream, Skip
+from .streaming import TOO_LARGE, ShardedStream, Skip, bounded_lines
 
 SIM_THRESHOLD = 0.24
 MAX_IMAGES = 6
@@ -119,8 +119,8 @@ class MMC4Dataset(ShardedStream):
 
     def _records(self, path: Path) -> Iterator[tuple[int, tuple[Path, bytes]]]:
         if path.suffix != ".zip":
-            with open(path, "rb") as lines:
-                yield from ((i, (path, line)) for i, line in enumerate(lines))
+            with open(path, "rb") as stream:
+                yield from ((i, (path, line)) for i, line in enumerate(bounded_lines(stream, self.limits.max_record_bytes)))
             return
         with zipfile.ZipFile(path) as archive:
             expected = path.name[: -len(".zip")]
@@ -131,11 +131,13 @@ class MMC4Dataset(ShardedStream):
                     raise Skip("zip_member_missing")
                 self.count("zip_member_renamed")  # a repair: the only .jsonl member is read
                 expected = candidates[0]
-            with archive.open(expected) as lines:
-                yield from ((i, (path, line)) for i, line in enumerate(lines))
+            with archive.open(expected) as stream:
+                yield from ((i, (path, line)) for i, line in enumerate(bounded_lines(stream, self.limits.max_record_bytes)))
 
     def _samples(self, raw: tuple[Path, bytes], rng: random.Random) -> list[dict]:
         path, line = raw
+        if line is TOO_LARGE:
+            raise Skip("record_too_large")
         if not line.strip():
             raise Skip("empty_line")
         try:
@@ -145,6 +147,8 @@ class MMC4Dataset(ShardedStream):
         except json.JSONDecodeError:
             raise Skip("broken_json_line") from None
         try:
+            if max(len(document["text_list"]), len(document["image_info"])) > self.limits.max_list_items:
+                raise Skip("document_too_large")
             sentences = [str(s) for s in document["text_list"]]
             image_info = [info for info in document["image_info"]
                           if 0 <= int(info["matched_text_index"]) < len(sentences)]

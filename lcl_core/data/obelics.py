@@ -13,12 +13,15 @@ import random
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
 from ..sequences import interleaved_sequence
 from .mmc4 import MAX_IMAGES
-from .streaming import ShardedStream, Skip
+from .streaming import TOO_LARGE, ShardedStream, Skip
 
 
 class ObelicsDataset(ShardedStream):
@@ -36,12 +39,35 @@ class ObelicsDataset(ShardedStream):
     def _records(self, path: Path) -> Iterator[tuple[int, tuple[Path, dict]]]:
         index = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=self.rows_per_read, columns=["texts", "images"]):
-            for row in batch.to_pylist():
+            # sizes from the Arrow buffers, so a row over the limits never becomes Python objects (parquet is
+            # read a row group at a time: its buffers are in memory, but nothing is built from them)
+            too_large = self._rows_over_limits(batch)
+            rows = (batch.to_pylist() if not any(too_large) else
+                    [TOO_LARGE if over else batch.slice(k, 1).to_pylist()[0] for k, over in enumerate(too_large)])
+            for row in rows:
                 yield index, (path, row)
                 index += 1
 
+    def _rows_over_limits(self, batch) -> list[bool]:
+        """Per row: more list items than ``max_list_items`` or more text bytes than ``max_record_bytes``,
+        read from Arrow arrays (list offsets give each row's items, string lengths their bytes)."""
+        over = np.zeros(batch.num_rows, dtype=bool)
+        for name in ("texts", "images"):
+            column = batch.column(name)
+            if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+                continue  # a malformed column: each row's own checks name it
+            items = column.offsets.to_numpy()
+            over |= np.diff(items) > self.limits.max_list_items
+            if pa.types.is_string(column.type.value_type) or pa.types.is_large_string(column.type.value_type):
+                lengths = pc.fill_null(pc.binary_length(column.values), 0).to_numpy(zero_copy_only=False)
+                text = np.concatenate([[0], np.cumsum(lengths)])  # bytes before each string of the child array
+                over |= (text[items[1:]] - text[items[:-1]]) > self.limits.max_record_bytes
+        return over.tolist()
+
     def _samples(self, raw: tuple[Path, dict], rng: random.Random) -> list[dict]:
         path, row = raw
+        if row is TOO_LARGE:
+            raise Skip("document_too_large")
         texts, image_entries = row.get("texts"), row.get("images")
         if texts is None or image_entries is None or len(texts) != len(image_entries):
             raise Skip("malformed_document")

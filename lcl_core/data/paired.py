@@ -11,26 +11,41 @@ Layouts of one (image, caption) pair:
 from __future__ import annotations
 
 import random
+import tarfile
 from pathlib import Path
 from typing import Iterator
 
-from webdataset.tariterators import group_by_keys, tar_file_expander
+from webdataset.tariterators import base_plus_ext
 
 from ..sequences import paired_sequence, text_query
-from .streaming import ShardedStream, Skip
+from .streaming import TOO_LARGE, ShardedStream, Skip
 
 LAYOUTS = ("sampled", "text_first", "image_first", "both", "contrastive")
 SAMPLES_PER_PAIR = {"both": 2}  # rows (each with its own image copy) one pair becomes; 1 for the others
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
-def tar_samples(path: Path) -> Iterator[dict[str, bytes]]:
-    """A tar's members grouped into webdataset samples ``{"__key__": key, extension: bytes}`` by
-    webdataset's own streaming expansion and key grouping (key = path up to the first dot of the name)."""
-    with open(path, "rb") as stream:
-        members = tar_file_expander([{"stream": stream, "url": str(path)}])
-        for sample in group_by_keys(members):
-            yield {key: value for key, value in sample.items() if key != "__url__"}
+def tar_samples(path: Path, *, max_member_bytes: int) -> Iterator[dict[str, bytes | None]]:
+    """A tar's members grouped into webdataset samples ``{"__key__": key, extension: bytes}``, in the
+    tar's order, key and extension split as webdataset does (key = path up to the first dot of the
+    name). A member above ``max_member_bytes`` is read past without being held (the stream mode moves
+    over its blocks) and stands as ``TOO_LARGE``; webdataset's own expander reads every member whole."""
+    sample: dict[str, bytes | None] = {}
+    with open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            key, extension = base_plus_ext(member.name)
+            if key is None or key.rsplit("/", 1)[-1].startswith("__"):  # no extension, or webdataset metadata
+                continue
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample["__key__"] = key
+            sample[extension.lower()] = (TOO_LARGE if member.size > max_member_bytes
+                                         else archive.extractfile(member).read())
+    if sample:
+        yield sample
 
 
 class PairedDataset(ShardedStream):
@@ -45,9 +60,11 @@ class PairedDataset(ShardedStream):
         self.layout, self.img_first_prob = layout, img_first_prob
 
     def _records(self, path: Path) -> Iterator[tuple[int, dict[str, bytes]]]:
-        yield from enumerate(tar_samples(path))
+        yield from enumerate(tar_samples(path, max_member_bytes=self.limits.max_record_bytes))
 
-    def _samples(self, files: dict[str, bytes], rng: random.Random) -> list[dict]:
+    def _samples(self, files: dict[str, bytes | None], rng: random.Random) -> list[dict]:
+        if any(value is TOO_LARGE for value in files.values()):
+            raise Skip("record_too_large")
         image_bytes = next((files[e] for e in IMAGE_EXTENSIONS if e in files), None)
         if image_bytes is None:
             raise Skip("missing_image")

@@ -24,6 +24,7 @@ import tarfile
 import zipfile
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -38,6 +39,50 @@ from .assets import stable_int
 log = logging.getLogger(__name__)
 MIN_IMAGE_SIDE = 4
 MAX_ASPECT_RATIO = 20.0
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What a reader accepts from files it did not write; anything above is a counted skip, found before
+    it is decoded or read whole. The defaults are far above real web data and far below a machine's memory.
+
+    * ``max_image_pixels`` — width × height from the image header, checked before decoding (a
+      decompression bomb is a small file that decodes to gigapixels): PIL's own default warning limit,
+      89,478,485 pixels (≈ 9,459²), reason ``image_too_large``;
+    * ``max_record_bytes`` — one MMC4 JSON line, one tar member, the text of one parquet row: 64 MiB,
+      reason ``record_too_large`` (a JSON line or tar member over it is skipped in 1 MiB reads, never
+      held whole);
+    * ``max_list_items`` — sentences or images in one document (MMC4 ``text_list`` / ``image_info``,
+      OBELICS ``texts`` / ``images``): 10,000, reason ``document_too_large``.
+    """
+
+    max_image_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+    max_record_bytes: int = 64 * 2**20
+    max_list_items: int = 10_000
+
+    def __post_init__(self) -> None:
+        bad = [name for name in ("max_image_pixels", "max_record_bytes", "max_list_items") if getattr(self, name) < 1]
+        if bad:
+            raise ValueError(f"read limits must be at least 1: {', '.join(bad)}")
+
+
+TOO_LARGE = None  # what a bounded reader yields in place of a record over max_record_bytes
+SKIP_CHUNK = 2**20
+
+
+def bounded_lines(stream, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary stream, each at most ``limit`` bytes; a longer line is read past in
+    ``SKIP_CHUNK`` pieces and yielded as ``TOO_LARGE`` (its place in the record count is kept)."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit:
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = stream.readline(SKIP_CHUNK)
+        yield TOO_LARGE
 # a file that cannot be opened or breaks midway (arrow's errors derive from OSError/ValueError)
 UNIT_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, tarfile.TarError, zlib.error)
 
@@ -85,15 +130,20 @@ def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int
     return rank, world_size
 
 
-def decode_image(source: Path | bytes, count) -> Image.Image:
-    """Fully decode an image file or bytes to RGB. Raises :class:`Skip`; ``count`` records repairs."""
+def decode_image(source: Path | bytes, count, *, max_pixels: int = ReadLimits.max_image_pixels) -> Image.Image:
+    """Fully decode an image file or bytes to RGB. Raises :class:`Skip`; ``count`` records repairs. The
+    pixel count is read from the header and refused above ``max_pixels`` before anything is decoded."""
     try:
         with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as opened:
+            if opened.size[0] * opened.size[1] > max_pixels:
+                raise Skip("image_too_large")
             opened.load()
             image = opened.copy()
     except FileNotFoundError:
         raise Skip("missing_image") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # PIL's own refusal, at twice its limit, while reading the header
+        raise Skip("image_too_large") from None
+    except (OSError, SyntaxError, ValueError):
         raise Skip("corrupt_image") from None
     width, height = image.size
     if min(width, height) < MIN_IMAGE_SIDE or max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
@@ -130,13 +180,15 @@ class ShardedStream(IterableDataset):
 
     def __init__(self, paths, tokenizer: Tokenizer, *, image_size: int, num_image_tokens: int,
                  context_length: int, seed: int = 0, loop: bool = False, shuffle: bool = True,
-                 rank: int | None = None, world_size: int | None = None, max_records: int | None = None) -> None:
+                 rank: int | None = None, world_size: int | None = None, max_records: int | None = None,
+                 limits: ReadLimits = ReadLimits()) -> None:
         super().__init__()
         self.units = expand_paths(paths, self.unit_patterns)
         self.tokenizer = tokenizer
         self.image_size, self.num_image_tokens, self.context_length = image_size, num_image_tokens, context_length
         self.seed, self.loop, self.shuffle = seed, loop, shuffle
         self.max_records = max_records  # a quick look (lcl data inspect): stop once this many records are read
+        self.limits = limits
         self.rank, self.world_size = distributed_rank(rank, world_size)
         self.transform = image_transform(image_size)
         self.epoch = 0
@@ -168,7 +220,7 @@ class ShardedStream(IterableDataset):
     def load_image(self, source: Path | bytes) -> torch.Tensor | None:
         """The transformed image, or None after counting why it cannot be used."""
         try:
-            return self.transform(decode_image(source, self.count))
+            return self.transform(decode_image(source, self.count, max_pixels=self.limits.max_image_pixels))
         except Skip as skip:
             self.count(skip.reason)
             return None

@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..diagnostics import metric_series
 
-EVENTS = ("on_train_start", "on_step_end", "on_log", "on_checkpoint", "on_train_end")
+EVENTS = ("on_train_start", "on_step_end", "on_log", "on_checkpoint", "on_restore", "on_train_end")
 
 
 class CallbackList:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import shutil
 from dataclasses import dataclass
@@ -148,6 +149,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except CorruptCheckpointError:
         raise
+    except pickle.UnpicklingError as error:  # weights_only refuses anything but tensors and plain containers
+        raise CorruptCheckpointError(f"{STATE_FILE} holds more than tensors and plain data, refused unread: "
+                                     f"{error}") from error
     except (OSError, ValueError, KeyError, RuntimeError) as error:  # missing or unreadable files
         raise CorruptCheckpointError(f"{type(error).__name__}: {error}") from error
     return Checkpoint(path=path, step=int(manifest["step"]), weights=weights, state=state)

@@ -2,7 +2,7 @@
 
     lcl pretrain --preset tiny-fast --objective lcl --data DIR --steps 300 --out runs/NAME
     lcl pretrain ... --data-source mmc4+pairs --mix 1:1     # interleaved documents and pairs, batch by batch
-    lcl pretrain ... --out runs/NAME --resume          # continue after a crash or kill
+    lcl pretrain ... --out runs/NAME --resume          # continue after a crash, kill or SIGTERM (or start)
     torchrun --nproc_per_node 2 -m lcl_core.cli pretrain ...   # DDP (docs/distributed.md)
 
 The run folder is the one format of :mod:`lcl_core.training.runs` (``run.json``, ``tokenizer/``,
@@ -27,8 +27,9 @@ from .config import TrainConfig
 from .data import SOURCES, SYNTHETIC
 from .runs import RunSpec, prepare_run, read_run_file
 from .runtime import shutdown_runtime
+from .trainer import BadStepsError
 
-RESUMABLE_CHANGES = ("steps", "progress_bar")  # what --resume may change about a saved run
+RESUMABLE_CHANGES = ("steps", "progress_bar", "strategy")  # what --resume may change about a saved run
 
 
 def add_arguments(parser) -> None:
@@ -44,7 +45,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tokenizer", default="trained",
                         help="'trained' (a BPE trained on DATA/corpus.txt), 'clip', or a saved tokenizer folder")
     parser.add_argument("--vocab-size", type=int, default=4096, help="for --tokenizer trained")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--resume", nargs="?", const="auto", choices=("auto",),
+                        help="continue the run in --out from its latest checkpoint, or start it when --out holds "
+                             "none yet ('--resume auto' says the same): one command for the first launch and "
+                             "every requeue")
     add_config_flags(parser, TrainConfig)
 
 
@@ -84,7 +88,7 @@ def main(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         try:
-            prepared = prepare_run(spec_from_arguments(args), args.out, resume=args.resume)
+            prepared = prepare_run(spec_from_arguments(args), args.out, resume=bool(args.resume))
         except (FileNotFoundError, KeyError, ValueError, CorruptCheckpointError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             print(f"lcl pretrain: error: {message}", file=sys.stderr)
@@ -99,6 +103,15 @@ def main(args) -> int:
             hint = "; are the images elsewhere? give --images DIR" if "missing_image" in str(error) else ""
             print(f"lcl pretrain: error: {error}{hint}", file=sys.stderr)
             return 2
+        except BadStepsError as error:
+            print(f"lcl pretrain: error: {error}; checkpoints stay in {args.out}", file=sys.stderr)
+            return 2
+        if trainer.preempted_by:  # finished the step, checkpointed; the scheduler may requeue the same command
+            if trainer.runtime.is_main:
+                print(f"lcl pretrain: {trainer.preempted_by} received: stopped after step {trainer.step} of "
+                      f"{trainer.config.steps}, checkpoint {trainer.last_checkpoint}; continue with the same "
+                      "command and --resume", file=sys.stderr)
+            return 0
         final = prepared.finish()
         if trainer.runtime.is_main:
             summary = {k: metrics.get(k) for k in ("step", "loss", "generation_loss", "contrastive_loss",
@@ -110,8 +123,8 @@ def main(args) -> int:
 
 
 def spec_from_arguments(args) -> RunSpec:
-    """A new run: the flags. ``--resume`` of a saved run: its spec; only --steps and the progress bar
-    may change (the others are reported as ignored)."""
+    """A new run: the flags. ``--resume`` of a saved run: its spec; only --steps, the progress bar and
+    --strategy may change (the others are reported as ignored)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     saved = read_run_file(args.out) if args.resume else None
     if saved is None:

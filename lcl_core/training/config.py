@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 from ..config import JsonConfig
 from ..objectives import OBJECTIVES, PretrainingObjective
+from .sharding import STRATEGIES
 
 PRECISIONS = ("auto", "bf16", "fp32")
+BAD_STEP_ACTIONS = ("restore", "stop")
 OFFICIAL_WARMUP_STEPS = 2000
 
 
@@ -43,12 +45,20 @@ class TrainConfig(JsonConfig):
     precision: str = _knob("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
     grad_checkpointing: bool = _knob(False, "activation checkpointing in the ViT and the bridge")
     compile: bool = _knob(False, "torch.compile the forward and loss as one graph")
+    strategy: str = _knob("ddp", "with several processes: ddp (a full replica per rank) or fsdp (FSDP2: "
+                                 "parameters, gradients and optimiser state sharded per transformer block)",
+                          choices=STRATEGIES)
     seed: int = _knob(0, "initial weights, data order and every random draw of the run")
     log_every: int = _knob(1, "steps between metric records (collapse diagnostics included)")
     save_every: int = _knob(200, "steps between checkpoints (one is always written at the end)")
     keep_checkpoints: int = _knob(2, "checkpoints kept: the latest and the fallback for a corrupt latest")
     num_workers: int = _knob(0, "DataLoader worker processes per rank", aliases=("--workers",))
     progress_bar: bool = _knob(True, "a tqdm bar over optimiser steps", aliases=("--progress",))
+    max_bad_steps: int = _knob(3, "consecutive steps with a non-finite loss or gradient norm (each skipped, "
+                                  "the weights untouched) before the run acts (see --on-bad-steps)")
+    on_bad_steps: str = _knob("restore", "after max_bad_steps in a row: restore the last checkpoint's weights "
+                                         "and optimiser and go on with the next batches, or stop",
+                              choices=BAD_STEP_ACTIONS)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -60,7 +70,8 @@ class TrainConfig(JsonConfig):
         problems = []
         if self.objective not in OBJECTIVES:
             problems.append(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
-        for name in ("steps", "batch_size", "grad_accum_steps", "log_every", "save_every", "keep_checkpoints"):
+        for name in ("steps", "batch_size", "grad_accum_steps", "log_every", "save_every", "keep_checkpoints",
+                     "max_bad_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.precision not in PRECISIONS:
@@ -69,6 +80,10 @@ class TrainConfig(JsonConfig):
             problems.append(f"img_first_prob must lie in [0, 1], got {self.img_first_prob}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.on_bad_steps not in BAD_STEP_ACTIONS:
+            problems.append(f"on_bad_steps {self.on_bad_steps!r} is not one of {', '.join(BAD_STEP_ACTIONS)}")
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if problems:

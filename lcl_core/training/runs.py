@@ -59,7 +59,10 @@ from .trainer import CHECKPOINT_DIR, METRICS_FILE, Trainer
 log = logging.getLogger(__name__)
 RUN_FORMAT = "lcl-run/1"
 RUN_FILE, TOKENIZER_DIR, FINAL_DIR = "run.json", "tokenizer", RUN_FINAL_DIR
-OUTSIDE_IDENTITY = ("progress_bar", "log_every", "save_every", "keep_checkpoints")  # TrainConfig fields that leave weights alone
+# TrainConfig fields that leave weights alone (the parallel strategy, like the number of ranks, only up to
+# rounding: checkpoints hold the full state, so a run may change it at a resume)
+OUTSIDE_IDENTITY = ("progress_bar", "log_every", "save_every", "keep_checkpoints", "strategy")
+ADDED_TRAIN_KNOBS = ("max_bad_steps", "on_bad_steps")  # added after runs existed
 
 
 @dataclass
@@ -137,6 +140,9 @@ def run_identity(spec: RunSpec) -> str:
     for added in ("batch_sizes", "images"):  # added after runs existed: unset, they leave their identities alone
         if resolved[added] is None:
             del resolved[added]
+    for knob in ADDED_TRAIN_KNOBS:  # likewise at their defaults (they act only on non-finite steps)
+        if resolved["train"][knob] == TrainConfig.__dataclass_fields__[knob].default:
+            del resolved["train"][knob]
     if spec.images is not None:  # the images read are part of the data read
         if not Path(spec.images).is_dir():
             raise FileNotFoundError(f"image folder {spec.images} does not exist")
@@ -222,8 +228,9 @@ class PreparedRun:
 
     def finish(self) -> Path:
         final = self.folder / FINAL_DIR
+        weights = self.trainer.full_weights()  # collective under FSDP
         if self.trainer.runtime.is_main:
-            save_pretrained(final, self.trainer.model, self.tokenizer)
+            save_pretrained(final, self.trainer.model, self.tokenizer, weights=weights)
         if self.trainer.runtime.distributed:
             dist.barrier()
         return final
