@@ -219,12 +219,11 @@ class PretrainingObjective(nn.Module):
         per micro-batch."""
         return bool(self.weights.contrastive) and not self.weights.matching and self.masking is None
 
-    def generation_targets(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[] this micro-batch's (local) generation targets, as ``forward`` counts them."""
-        gen_mask = outputs["gen_mask"]
+    def generation_mask(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[T] bool: the generation targets this objective scores (CoCa: those of image-first rows only)."""
         if self.weights.generation_on_image_first_rows_only:
-            gen_mask = gen_mask & outputs["image_first_rows"][outputs["gen_rows"]]
-        return gen_mask.sum()
+            return outputs["gen_mask"] & outputs["image_first_rows"][outputs["gen_rows"]]
+        return outputs["gen_mask"]
 
     def forward(self, outputs: dict[str, torch.Tensor], *,
                 step_targets: torch.Tensor | None = None) -> dict[str, torch.Tensor | float]:
@@ -234,9 +233,7 @@ class PretrainingObjective(nn.Module):
         span the step already, and summing the micro-batches' gradients gives the step's gradient."""
         w = self.weights
         features, labels, head = outputs["gen_features"], outputs["gen_labels"], outputs["lm_head_weight"]
-        gen_mask, pair_mask = outputs["gen_mask"], outputs["pair_mask"]
-        if w.generation_on_image_first_rows_only:
-            gen_mask = gen_mask & outputs["image_first_rows"][outputs["gen_rows"]]
+        gen_mask, pair_mask = self.generation_mask(outputs), outputs["pair_mask"]
         # every output in the graph: DDP needs a gradient for each parameter, the ones a term leaves unused too
         zero = _connected_zero(outputs["image_latents"], outputs["pair_latents"], outputs["pair_context"], features,
                                head, outputs["logit_scale"])

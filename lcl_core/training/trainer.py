@@ -268,7 +268,7 @@ class Trainer:
             for images, input_ids, inputs, _ in micro_batches:
                 outputs = self.model(images, input_ids, **inputs)
                 cached.append({key: outputs[key].detach() for key in PAIR_KEYS})
-                targets = targets + self.objective.generation_targets(outputs)
+                targets = targets + self.objective.generation_mask(outputs).sum()
         return cached, global_count(targets, self.runtime.device)
 
     def _optimizer_step(self, batches):
