@@ -54,7 +54,7 @@ class CycledBatches:
     def state(self) -> dict:
         return {}
 
-    def resume_from(self, state: dict) -> None:
+    def resume_from(self, states: list[dict]) -> None:
         pass
 
 

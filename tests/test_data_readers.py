@@ -196,11 +196,14 @@ def test_resume_continues_the_uninterrupted_stream(world, loop):
         assert len({p["epoch"] for _, _, ps in rest for p in ps}) > 1  # the resumed stream crossed an epoch
 
 
-def test_resume_in_process_and_layout_mismatch(world):
+def test_resume_in_process_and_a_worker_count_mismatch(world):
     full = list(mmc4(world))
     data = mmc4(world)
     data.resume_from([s["position"] for s in full[:7]])
     assert [s["ids"] for s in data] == [s["ids"] for s in full[7:]]
-    wrong = mmc4(world, rank=0, world_size=2)
-    with pytest.raises(ValueError, match="world size"):
-        wrong.resume_from([full[0]["position"]])
+    two_workers = [p for b in itertools.islice(make_loader(mmc4(world), batch_size=3, num_workers=2), 2)
+                   for p in b["positions"]]
+    wrong = mmc4(world)
+    wrong.resume_from(two_workers)
+    with pytest.raises(ValueError, match="2 workers per rank, this loader has 1"):
+        next(iter(wrong))

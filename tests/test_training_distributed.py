@@ -6,6 +6,10 @@ their batches is the single process's batch; the losses are global means (lcl_co
 
 from __future__ import annotations
 
+import json
+import subprocess
+from collections import Counter
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,7 +21,7 @@ from lcl_core.training import TrainConfig, Trainer
 from lcl_core.training.checkpointing import read_checkpoint, step_folder_name
 from lcl_core.training.sharding import load_full_state
 
-from training_helpers import losses, pretrain_command, run_quietly
+from training_helpers import REPO, losses, pretrain_command, run_quietly
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
 SETTINGS = ("--steps", "3", "--data-source", "pairs", "--save-every", "3")
@@ -101,3 +105,48 @@ def test_accumulation_on_two_processes_matches_one_batch_of_the_whole_step(tmp_p
     """2 ranks × 2 micro-batches × 2 rows, one contrastive batch of all 8 pairs: one process with 8 rows."""
     train_one_and_two_processes(tmp_path / "single", tmp_path / "accumulated", SETTINGS, "--batch-size", "2",
                                 "--grad-accum", "2")
+
+
+def documents_by_epoch(run) -> dict[int, Counter]:
+    """``epoch -> Counter((file, record, part))`` of every row the run's ranks took (recorded_pretrain.py)."""
+    counts: dict[int, Counter] = {}
+    for path in sorted(run.glob("positions-rank*.jsonl")):
+        for position in map(json.loads, path.read_text().splitlines()):
+            counts.setdefault(position["epoch"], Counter())[position["file"], position["record"], position["part"]] += 1
+    return counts
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumed_on_one_rank_reads_each_document_as_often_as_the_uninterrupted_run(tmp_path):
+    """Elastic resume: 2 ranks × 4 rows for 3 steps, then one process × 8 rows (the same rows per step)
+    to step 15, against 2 ranks × 4 rows for 15 steps. Both read 120 rows, whole epochs of the world's
+    usable documents (it breaks some on purpose) and part of one more. In each whole epoch both runs read
+    the same documents, each exactly once. A resume that would change the rows per step is refused and
+    leaves the run as it was."""
+    uninterrupted, resized = tmp_path / "uninterrupted", tmp_path / "resized"
+    run_quietly(pretrain_command(uninterrupted, "--steps", "15", "--save-every", "15", launcher=TORCHRUN,
+                                 recorded=True))
+    run_quietly(pretrain_command(resized, "--steps", "3", "--save-every", "3", launcher=TORCHRUN, recorded=True))
+
+    saved_run = (resized / "run.json").read_text()
+    refused = subprocess.run(pretrain_command(resized, "--steps", "15", "--resume"), cwd=REPO, capture_output=True,
+                             text=True, timeout=240)
+    assert refused.returncode == 2 and "--batch-size 8" in refused.stderr, refused.stderr
+    assert (resized / "run.json").read_text() == saved_run
+    run_quietly(pretrain_command(resized, "--steps", "15", "--batch-size", "8", "--resume", recorded=True))
+
+    counts = {name: documents_by_epoch(run) for name, run in (("uninterrupted", uninterrupted), ("resized", resized))}
+    assert sum(sum(c.values()) for c in counts["resized"].values()) == 120
+    epochs = sorted(counts["resized"])
+    assert epochs == sorted(counts["uninterrupted"]) and len(epochs) >= 3
+    for epoch in epochs[:-1]:  # the whole epochs (the last one is partial)
+        assert counts["resized"][epoch] == counts["uninterrupted"][epoch], epoch
+        assert set(counts["resized"][epoch].values()) == {1}, epoch
+
+    one, two = losses(resized), losses(uninterrupted)
+    assert set(one) == set(two) == set(range(1, 16))
+    assert all(one[step] == pytest.approx(two[step], abs=1e-5) for step in (1, 2, 3))  # the same 2-rank start
+    records = [json.loads(line) for line in (resized / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["images_seen"] == sum(r["images"] for r in records)  # the counts seen carried over
+    assert json.loads((resized / "run.json").read_text())["resized"] == [
+        {"world_size": 1, "batch_size": 8, "grad_accum_steps": 1, "batch_sizes": None}]

@@ -76,8 +76,8 @@ class PoisonedBatches:
     def state(self) -> dict:
         return {"next": self.next}
 
-    def resume_from(self, state: dict) -> None:
-        self.next = state["next"]
+    def resume_from(self, states: list[dict]) -> None:
+        self.next = states[0]["next"]
 
 
 def _snapshots(trainer):
@@ -151,8 +151,8 @@ class FixedBatches:
     def state(self) -> dict:
         return {"next": self.next}
 
-    def resume_from(self, state: dict) -> None:
-        self.next = state["next"]
+    def resume_from(self, states: list[dict]) -> None:
+        self.next = states[0]["next"]
 
 
 def _joined(first: dict, second: dict) -> dict:

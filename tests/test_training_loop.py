@@ -107,8 +107,8 @@ class _CountingStream:
     def state(self) -> dict:
         return {"consumed": self.consumed}
 
-    def resume_from(self, state: dict) -> None:
-        self.consumed = state["consumed"]
+    def resume_from(self, states: list[dict]) -> None:
+        self.consumed = states[0]["consumed"]
 
 
 def test_alternating_batches_resume_with_the_stream_that_was_next():
@@ -122,6 +122,30 @@ def test_alternating_batches_resume_with_the_stream_that_was_next():
     assert head == [("docs", 1), ("pairs", 1), ("docs", 2)]
 
     resumed = AlternatingBatches([_CountingStream("docs"), _CountingStream("pairs")])
-    resumed.resume_from(saved)
+    resumed.resume_from([saved])
     again = iter(resumed)
     assert [next(again) for _ in range(4)] == rest == [("pairs", 2), ("docs", 3), ("pairs", 3), ("docs", 4)]
+
+
+@pytest.mark.parametrize("batch_size, accum, message", [
+    (8, 1, None), (4, 2, None), (2, 4, None),  # 2 ranks × 1 × 4 = 8 rows per step on one process
+    (4, 1, "on 1 processes × 1 micro-batches use --batch-size 8"),
+    (3, 1, "on 1 processes × 1 micro-batches use --batch-size 8"),
+    (3, 3, "1 processes × 3 micro-batches do not divide them"),
+])
+def test_a_resume_on_other_ranks_must_keep_the_rows_per_step(batch_size, accum, message):
+    """Hand cases of the rule processes × micro-batches × batch size = the saved run's rows per step."""
+    from types import SimpleNamespace
+
+    tokenizer = world_tokenizer()
+    config = TrainConfig(batch_size=batch_size, grad_accum_steps=accum, progress_bar=False)
+    trainer = Trainer(model=LCLModel(config=tiny_model_config(tokenizer)), config=config, data=None)
+    saved = SimpleNamespace(path="RUN/checkpoints/step_00000003", state={
+        "data": [{}, {}], "batch_sizes": [4], "train_config": TrainConfig(batch_size=4).to_dict()})
+    if message is None:
+        trainer._check_rows_per_step(saved)
+        del saved.state["batch_sizes"]  # a checkpoint from before batch_sizes was saved: the config's
+        trainer._check_rows_per_step(saved)
+    else:
+        with pytest.raises(ValueError, match=r"\[8\] rows per optimiser step .*" + message):
+            trainer._check_rows_per_step(saved)

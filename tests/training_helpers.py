@@ -69,11 +69,13 @@ def tiny_spec(**train) -> RunSpec:
                    train=TrainConfig(batch_size=4, lr=2e-3, warmup_steps=1, progress_bar=False, **train))
 
 
-def pretrain_command(out: Path, *extra: str, launcher: tuple[str, ...] = ()) -> list[str]:
-    """``lcl pretrain`` on the small world with the tiny model, as a subprocess argv."""
+def pretrain_command(out: Path, *extra: str, launcher: tuple[str, ...] = (), recorded: bool = False) -> list[str]:
+    """``lcl pretrain`` on the small world with the tiny model, as a subprocess argv; ``recorded``: through
+    ``tests/recorded_pretrain.py``, which writes down every row's data position."""
     world = small_world()
     config = tiny_model_config_file(out.parent)
-    return [sys.executable, *launcher, "-m", "lcl_core.cli", "pretrain", "--data", str(world), "--out", str(out),
+    entry = [str(REPO / "tests" / "recorded_pretrain.py")] if recorded else ["-m", "lcl_core.cli", "pretrain"]
+    return [sys.executable, *launcher, *entry, "--data", str(world), "--out", str(out),
             "--model-config", str(config), "--tokenizer", str(world / "tokenizer"), "--no-progress",
             "--batch-size", "4", "--lr", "2e-3", "--warmup", "2", *extra]
 

@@ -26,7 +26,8 @@ bytes of a JSON line, tar member or parquet row, items of a document's lists; ea
 ``k`` images in the order of the row's ``<soi>`` tokens.
 
 ``position`` = ``{"epoch", "rank", "world_size", "worker", "num_workers", "unit", "file", "record",
-"part"}`` (+ ``"skipped": {reason: n}`` for skips since the previous sample of that worker).
+"part"}`` (+ ``"skipped": {reason: n}`` for skips since the previous sample of that worker, and
+``"inherited": i`` for a sample of the worker's i-th handed-over share after an elastic resume).
 
 Batches (:func:`collate` / :func:`make_loader`): ``{"images": FloatTensor[M,3,H,W]`` (all images,
 row-major ``<soi>`` order), ``"input_ids": LongTensor[B,L]`` (right-padded with ``pad_id``),
@@ -37,6 +38,9 @@ the reader is built); workers from ``get_worker_info()``. Resume: the stream is 
 (seed, epoch, rank, world size, number of workers). Record the consumed batches' positions (keep
 them small with ``keep_latest(state + batch["positions"])``); ``dataset.resume_from(state)`` continues
 exactly after them; ``set_epoch(e)`` starts another epoch; ``loop=True`` iterates epochs forever.
+Elastic: ``dataset.resume_from(every rank's positions, plan=saved dataset.plan)`` on another number of
+ranks hands the unread records of the epochs begun over to the new ranks (each record still once per
+epoch; :func:`lcl_core.data.streaming.hand_over`); save ``dataset.plan`` with the positions from then on.
 
 Bad input never stops an epoch: it is counted in ``dataset.skips`` (a Counter; reasons such as
 ``corrupt_image``, ``missing_image``, ``broken_json_line``, ``non_utf8_line``, ``no_usable_image``,

@@ -12,6 +12,14 @@ Resume. Each sample's ``position`` names its consumer and record. ``resume_from(
 the positions of consumed samples (in consumption order; :func:`keep_latest` keeps the set small),
 continues every worker after its last one, and rotates the workers so that the DataLoader's
 round-robin resumes with the worker that was next.
+
+Elastic resume. Positions saved on another number of ranks (the same workers per rank) are handed
+over (:func:`hand_over`): what each old consumer had not read of the epochs begun, from its last
+position on, becomes a list of *inherited shares* of one new consumer, read before that consumer
+starts its own shares in the next epoch nobody had begun. So every record is still read exactly once
+per epoch; which rank reads it, and when within the epoch, changes. The result is ``stream.plan``,
+saved beside the positions (each inherited sample's position names its share, ``"inherited": i``), so
+later resumes, on the same or yet another number of ranks, go on with it.
 """
 
 from __future__ import annotations
@@ -163,6 +171,64 @@ def decode_image(source: Path | bytes, count, *, max_pixels: int = ReadLimits.ma
     return image.convert("RGB")
 
 
+def saved_layout(positions: list[dict], plan: dict | None) -> tuple[int, int] | None:
+    """(ranks, workers per rank) of the stream the positions and plan were saved from; None if neither."""
+    layouts = {(p["world_size"], p["num_workers"]) for p in positions} | ({tuple(plan["layout"])} if plan else set())
+    if len(layouts) > 1:
+        raise ValueError(f"positions and plan come from several layouts (ranks, workers): {sorted(layouts)}")
+    return layouts.pop() if layouts else None
+
+
+def hand_over(positions: list[dict], plan: dict | None, *, layout: tuple[int, int], ranks: int,
+              start_epoch: int) -> dict:
+    """The plan that continues on ``ranks`` ranks a stream saved on ``layout`` (ranks, workers per rank),
+    after its consumed ``positions`` (every rank's) and the ``plan`` it was itself reading (None: none).
+
+    Old consumer ``k`` leaves: the rest of the share it is in (an inherited one or its own), the
+    inherited shares after it, and its own shares of every epoch up to the last one any consumer had
+    begun; a consumer with no position leaves all of that from the first epoch (``start_epoch`` when
+    there was no plan). New consumer ``j`` inherits what the old consumers ``k ≡ j (mod new
+    consumers)`` left, epoch by epoch, and reads its own shares from the next epoch on. A share is
+    ``{"epoch", "consumer", "consumers"}`` (the records that consumer of that many read in that
+    epoch), plus ``"unit"``, ``"record"``, ``"part"`` of the last sample already read, if any.
+
+    Returns ``{"layout": [ranks, workers], "epoch": the epoch of the first handover (a stream that does
+    not loop stays in it), "start_epoch": the first epoch of the new consumers' own shares,
+    "inherited": [the shares of new consumer j, for each j]}``.
+    """
+    old_ranks, workers = layout
+    old_consumers, new_consumers = old_ranks * workers, ranks * workers
+    cursors = {p["rank"] + old_ranks * p["worker"]: p for p in keep_latest(positions)}
+    queues = plan["inherited"] if plan else [[] for _ in range(old_consumers)]
+    start = plan["start_epoch"] if plan else start_epoch
+    begun = [p["epoch"] for p in cursors.values() if "inherited" not in p]  # epochs of own shares begun
+    new_start = max([start, *(epoch + 1 for epoch in begun)])
+    left: list[list[dict]] = []
+    for consumer in range(old_consumers):
+        cursor, queue, own_from = cursors.get(consumer), queues[consumer], start
+        if cursor is None:
+            shares = list(queue)
+        elif "inherited" in cursor:
+            index = cursor["inherited"]
+            shares = [{**queue[index], **_read_up_to(cursor)}, *queue[index + 1:]]
+        else:
+            shares = [{"epoch": cursor["epoch"], "consumer": consumer, "consumers": old_consumers,
+                       **_read_up_to(cursor)}]
+            own_from = cursor["epoch"] + 1
+        shares += [{"epoch": epoch, "consumer": consumer, "consumers": old_consumers}
+                   for epoch in range(own_from, new_start)]
+        left.append(shares)
+    inherited = [sorted((share for k in range(j, old_consumers, new_consumers) for share in left[k]),
+                        key=lambda share: share["epoch"])  # stable: old consumers in order within an epoch
+                 for j in range(new_consumers)]
+    return {"layout": [ranks, workers], "epoch": plan["epoch"] if plan else start_epoch, "start_epoch": new_start,
+            "inherited": inherited}
+
+
+def _read_up_to(position: dict) -> dict:
+    return {key: position[key] for key in ("unit", "record", "part")}
+
+
 def keep_latest(positions: Iterable[dict]) -> list[dict]:
     """The last position of each (rank, worker), in consumption order: all :meth:`resume_from` needs."""
     latest: dict[tuple[int, int], dict] = {}
@@ -198,6 +264,7 @@ class ShardedStream(IterableDataset):
         self.last_epoch_summary: dict[str, Any] = {}
         self._epoch_skips: Counter = Counter()
         self._pending: Counter = Counter()  # skips not yet reported in a sample's position
+        self.plan: dict | None = None  # the handover of an elastic resume (see hand_over), else None
         self._cursors: dict[int, dict] = {}  # worker -> last consumed position
         self._resume_workers = 1
         self._worker_offset = 0
@@ -227,42 +294,72 @@ class ShardedStream(IterableDataset):
 
     # ---- epochs and resume ----------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self._cursors, self._worker_offset = {}, 0
+        if epoch != self.epoch:  # a new epoch starts afresh, handed-over shares included
+            self._cursors, self._worker_offset, self.plan = {}, 0, None
         self.epoch = epoch
 
-    def resume_from(self, positions: Iterable[dict]) -> None:
-        """Continue after the given consumed samples' positions (other ranks' positions are ignored)."""
+    def resume_from(self, positions: Iterable[dict], *, plan: dict | None = None) -> list[dict]:
+        """Continue after the consumed samples' ``positions`` (in consumption order; other ranks' are
+        ignored) and the ``plan`` the stream was reading when they were saved (its ``plan``; None when it
+        was never resized). Positions of every rank saved on another number of ranks are handed over
+        (:func:`hand_over`; the workers per rank must stay). Returns the positions this stream now
+        continues from: this rank's, or none after a handover (its state is the plan then)."""
+        positions = list(positions)
+        layout = saved_layout(positions, plan)
+        if layout is None:
+            return []
+        self._resume_workers = layout[1]
+        if layout[0] != self.world_size:
+            own = [p["epoch"] for p in positions if "inherited" not in p]
+            start = (min(own) if self.loop else own[-1]) if own else self.epoch
+            self.plan = hand_over(positions, plan, layout=layout, ranks=self.world_size, start_epoch=start)
+            self._cursors, self._worker_offset, self.epoch = {}, 0, self.plan["epoch"]
+            return []
+        self.plan = plan
         mine = [p for p in positions if p["rank"] == self.rank]
-        if not mine:
-            return
-        if any(p["world_size"] != self.world_size for p in mine):
-            raise ValueError(f"positions come from world size {mine[-1]['world_size']}, this run has "
-                             f"{self.world_size}: the stream can only resume with the same layout")
         self._cursors = {p["worker"]: p for p in keep_latest(mine)}
-        self._resume_workers = mine[-1]["num_workers"]
-        self._worker_offset = (mine[-1]["worker"] + 1) % self._resume_workers
-        self.epoch = min(p["epoch"] for p in self._cursors.values()) if self.loop else mine[-1]["epoch"]
+        if plan:
+            self.epoch = plan["epoch"]
+        if mine:
+            self._worker_offset = (mine[-1]["worker"] + 1) % layout[1]
+            if not plan:
+                self.epoch = min(p["epoch"] for p in self._cursors.values()) if self.loop else mine[-1]["epoch"]
+        return mine
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         physical, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        if self._cursors and num_workers != self._resume_workers:
-            raise ValueError(f"positions come from {self._resume_workers} workers, this loader has "
-                             f"{num_workers}: the stream can only resume with the same layout")
+        if (self._cursors or self.plan) and num_workers != self._resume_workers:
+            raise ValueError(f"positions come from {self._resume_workers} workers per rank, this loader has "
+                             f"{num_workers}: the stream can only resume with as many workers")
         worker = (physical + self._worker_offset) % num_workers
         cursor = self._cursors.get(worker)
-        epoch = cursor["epoch"] if cursor and (self.loop or cursor["epoch"] == self.epoch) else self.epoch
+        inherited = self.plan["inherited"][self.rank + self.world_size * worker] if self.plan else []
+        first = cursor.get("inherited", len(inherited)) if cursor else 0
+        for index in range(first, len(inherited)):
+            share = inherited[index]
+            after = cursor if cursor and index == first else share if "unit" in share else None
+            yield from self._share(share["epoch"], share["consumer"], share["consumers"], after,
+                                   worker=worker, num_workers=num_workers, inherited=index)
+        own = cursor if cursor and "inherited" not in cursor else None
+        own_start = self.plan["start_epoch"] if self.plan else self.epoch
+        epoch = own["epoch"] if own and (self.loop or own["epoch"] == self.epoch) else own_start
+        if not self.loop and epoch > self.epoch:
+            return  # the handed-over shares finished this epoch
         while True:
-            resumed = cursor if cursor and cursor["epoch"] == epoch else None
-            produced = yield from self._epoch(epoch, worker, num_workers, resumed)
+            resumed = own if own and own["epoch"] == epoch else None
+            produced = yield from self._share(epoch, self.rank + self.world_size * worker,
+                                              self.world_size * num_workers, resumed,
+                                              worker=worker, num_workers=num_workers)
             if not self.loop or not (produced or resumed):
                 return  # an epoch that yields nothing would loop forever
             epoch += 1
 
-    def _epoch(self, epoch: int, worker: int, num_workers: int, cursor: dict | None):
-        consumers = self.world_size * num_workers
-        consumer = self.rank + self.world_size * worker
+    def _share(self, epoch: int, consumer: int, consumers: int, cursor: dict | None, *, worker: int,
+               num_workers: int, inherited: int | None = None):
+        """The samples of ``consumer``'s share of ``epoch`` among ``consumers``, after ``cursor`` (the last
+        one read: ``unit``, ``record``, ``part``) when given; ``inherited``: the index of a handed-over share
+        of this worker, recorded in the positions. Returns the number of samples yielded."""
         order = list(range(len(self.units)))
         if self.shuffle:
             random.Random(stable_int("units", self.seed, epoch)).shuffle(order)
@@ -295,7 +392,7 @@ class ShardedStream(IterableDataset):
                     if cursor is not None and (unit, index) == (cursor["unit"], cursor["record"]) \
                             and part <= cursor["part"]:
                         continue
-                    sample["position"] = self._position(epoch, worker, num_workers, unit, index, part)
+                    sample["position"] = self._position(epoch, worker, num_workers, unit, index, part, inherited)
                     produced += 1
                     yield sample
         self._finish_epoch(epoch, worker, produced, attempted or sum(self._epoch_skips.values()), cursor,
@@ -315,10 +412,12 @@ class ShardedStream(IterableDataset):
             self.count("unreadable_file")
             log.warning("%s: cannot read %s (%s: %s)", type(self).__name__, path, type(error).__name__, error)
 
-    def _position(self, epoch, worker, num_workers, unit, index, part) -> dict:
+    def _position(self, epoch, worker, num_workers, unit, index, part, inherited) -> dict:
         position = {"epoch": epoch, "rank": self.rank, "world_size": self.world_size, "worker": worker,
                     "num_workers": num_workers, "unit": unit, "file": self.units[unit].name,
                     "record": index, "part": part}
+        if inherited is not None:
+            position["inherited"] = inherited
         if self._pending:  # carried to the main process, where collate() sums them into batch["skips"]
             position["skipped"] = dict(self._pending)
             self._pending.clear()

@@ -5,9 +5,10 @@ Layout of one checkpoint (a folder under ``RUN/checkpoints/``)::
     step_00000200/
         model.safetensors   the weights
         state.pt            torch.save of plain data, loadable with ``weights_only=True``:
-                            step, optimizer, schedule, rng (python, numpy, torch, cuda), data position,
-                            images / sequences / tokens seen per rank,
-                            train_config, model_config
+                            step, optimizer, schedule, and per rank: rng (python, numpy, torch,
+                            cuda), data position (and handover plan), images / sequences / tokens
+                            seen; batch_sizes (rows per batch of each stream), train_config,
+                            model_config
         manifest.json       step and the SHA-256 of the two files above, written last
 
 A checkpoint is assembled in a hidden ``.partial-*`` folder (each file fsync'd) and renamed into place
@@ -79,6 +80,15 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---- writing --------------------------------------------------------------------------------------
+def same_on_every_rank(states: list[dict], key: str):
+    """``states[r][key]`` of every rank's saved data state, which all ranks hold alike (a count of batches
+    every rank takes in step); a clear error when they do not."""
+    values = {state[key] for state in states}
+    if len(values) != 1:
+        raise ValueError(f"the ranks' saved data states disagree on {key!r}: {sorted(values)}")
+    return values.pop()
+
+
 def _fsync(path: Path) -> None:
     """Flush a file or folder to disk (a folder's fsync makes the names inside it durable)."""
     fd = os.open(path, os.O_RDONLY)

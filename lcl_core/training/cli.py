@@ -29,7 +29,9 @@ from .runs import RunSpec, prepare_run, read_run_file
 from .runtime import shutdown_runtime
 from .trainer import BadStepsError
 
-RESUMABLE_CHANGES = ("steps", "progress_bar", "strategy")  # what --resume may change about a saved run
+# what --resume may change about a saved run: its length, the progress bar, and how it runs on the
+# processes it has now (the batch size and micro-batches only as the trainer allows: the same rows per step)
+RESUMABLE_CHANGES = ("steps", "progress_bar", "strategy", "batch_size", "grad_accum_steps")
 
 
 def add_arguments(parser) -> None:
@@ -123,8 +125,8 @@ def main(args) -> int:
 
 
 def spec_from_arguments(args) -> RunSpec:
-    """A new run: the flags. ``--resume`` of a saved run: its spec; only --steps, the progress bar and
-    --strategy may change (the others are reported as ignored)."""
+    """A new run: the flags. ``--resume`` of a saved run: its spec; only --steps, the progress bar,
+    --strategy, --batch-size and --grad-accum-steps may change (the others are reported as ignored)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     saved = read_run_file(args.out) if args.resume else None
     if saved is None:

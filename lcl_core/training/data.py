@@ -20,6 +20,7 @@ from ..config import ModelConfig
 from ..data import MMC4Dataset, ObelicsDataset, PairedDataset, keep_latest, make_loader
 from ..objectives import objective_spec
 from ..tokenizer import Tokenizer
+from .checkpointing import same_on_every_rank
 from .config import TrainConfig
 from .synthetic import SyntheticBatches
 
@@ -94,12 +95,18 @@ def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_c
 
 class StreamBatches:
     """Collated batches from a streaming reader; ``state()`` is the position right after the last batch
-    handed out (not the DataLoader's prefetch), which is what a resumed run continues from."""
+    handed out (not the DataLoader's prefetch), which is what a resumed run continues from, and the
+    reader's handover plan after an elastic resume."""
 
     def __init__(self, *, dataset, batch_size: int, num_workers: int = 0) -> None:
         self.dataset = dataset
+        self.batch_size = batch_size
         self.loader = make_loader(dataset, batch_size, num_workers=num_workers)
         self.positions: list[dict] = []
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [self.batch_size]
 
     def __iter__(self):
         for batch in self.loader:
@@ -107,11 +114,13 @@ class StreamBatches:
             yield batch
 
     def state(self) -> dict:
-        return {"positions": self.positions}
+        return {"positions": self.positions, "plan": self.dataset.plan}
 
-    def resume_from(self, state: dict) -> None:
-        self.positions = list(state["positions"])
-        self.dataset.resume_from(self.positions)
+    def resume_from(self, states: list[dict]) -> None:
+        """Continue after the saved states of every rank of the run (on another number of ranks the
+        reader hands the unread records over: :meth:`lcl_core.data.streaming.ShardedStream.resume_from`)."""
+        positions = [position for state in states for position in state["positions"]]
+        self.positions = self.dataset.resume_from(positions, plan=states[0].get("plan"))
 
 
 class AlternatingBatches:
@@ -135,13 +144,17 @@ class AlternatingBatches:
             self.turn = (self.turn + 1) % len(self.cycle)
             yield batch
 
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [size for stream in self.streams for size in stream.batch_sizes]
+
     def state(self) -> dict:
         return {"turn": self.turn, "streams": [s.state() for s in self.streams]}
 
-    def resume_from(self, state: dict) -> None:
-        self.turn = state["turn"]
-        for stream, saved in zip(self.streams, state["streams"]):
-            stream.resume_from(saved)
+    def resume_from(self, states: list[dict]) -> None:
+        self.turn = same_on_every_rank(states, "turn")
+        for index, stream in enumerate(self.streams):
+            stream.resume_from([state["streams"][index] for state in states])
 
 
 def build_batches(*, data: str | Path | None, source: str | None, config: TrainConfig, model_config: ModelConfig,

@@ -12,7 +12,8 @@ and :func:`open_run` opens any run folder, whoever made it.
 Run folder (one format)::
 
     RUN/run.json        {"format": "lcl-run/1", "identity", "label", "spec": RunSpec, "data_fingerprint",
-                         "model": the resolved ModelConfig, "created_utc", "resumed_with_steps": [...]}
+                         "model": the resolved ModelConfig, "created_utc", "resumed_with_steps": [...],
+                         "resized": [{"world_size", "batch_size", "grad_accum_steps", "batch_sizes"}, ...]}
     RUN/tokenizer/      the tokenizer the run uses
     RUN/metrics.jsonl   one JSON record per logged step
     RUN/checkpoints/    step_XXXXXXXX/ (see lcl_core.training.checkpointing): exact resume
@@ -63,6 +64,8 @@ RUN_FILE, TOKENIZER_DIR, FINAL_DIR = "run.json", "tokenizer", RUN_FINAL_DIR
 # rounding: checkpoints hold the full state, so a run may change it at a resume)
 OUTSIDE_IDENTITY = ("progress_bar", "log_every", "save_every", "keep_checkpoints", "strategy")
 ADDED_TRAIN_KNOBS = ("max_bad_steps", "on_bad_steps")  # added after runs existed
+# what a resumed run may change: its length, and how its rows per step are laid out over processes
+RESUME_CHANGES = ("steps", "batch_size", "grad_accum_steps", "batch_sizes")
 
 
 @dataclass
@@ -241,8 +244,11 @@ def prepare_run(spec: RunSpec, folder: str | Path, *, resume: bool = False, labe
     """Run folder, tokenizer, model, data and trainer for ``spec`` (resumed when asked); bad input raises.
 
     A folder holding another run is refused; one holding checkpoints of this run is refused unless
-    ``resume``, which continues from its newest checkpoint (only ``steps`` may differ then: the run
-    is extended). Rank 0 writes, the other ranks wait and read the same files.
+    ``resume``, which continues from its newest checkpoint. Only :data:`RESUME_CHANGES` may differ then:
+    ``steps`` extends the run; the batch sizes and micro-batches per step may follow a change in the
+    number of processes that keeps the rows per step (the trainer checks; ``run.json`` records each such
+    resize). Rank 0 writes, the other ranks wait and read the same files; ``run.json`` is written once the
+    trainer has resumed, so a refused resume leaves the folder as it was.
     """
     folder = Path(folder)
     runtime = runtime or init_runtime(precision=spec.train.precision)
@@ -251,11 +257,11 @@ def prepare_run(spec: RunSpec, folder: str | Path, *, resume: bool = False, labe
             resolve_source_folder(spec.data, name)  # a clear error before anything is read or written
     identity = run_identity(spec)
     if runtime.is_main:
-        _claim_folder(folder, spec, identity, resume=resume, label=label)
+        record = _claim_folder(folder, spec, identity, resume=resume, label=label, world_size=runtime.world_size)
         if not (folder / TOKENIZER_DIR / "lcl_tokenizer.json").is_file():
             build_tokenizer(spec, cache=tokenizer_cache).save(folder / TOKENIZER_DIR)
     if runtime.distributed:
-        dist.barrier()  # rank 0 has written run.json and the tokenizer
+        dist.barrier()  # rank 0 has written the tokenizer
     tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
     model_config = spec.model_config(tokenizer)
     torch.manual_seed(spec.train.seed)  # identical initial weights on every rank, rerun and objective
@@ -265,12 +271,15 @@ def prepare_run(spec: RunSpec, folder: str | Path, *, resume: bool = False, labe
                             batch_sizes=spec.batch_sizes, images=spec.images)
     trainer = Trainer(model=model, config=spec.train, data=batches, run_dir=folder, runtime=runtime)
     resumed_at = trainer.resume() if resume else 0
+    if runtime.is_main:
+        (folder / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return PreparedRun(spec=spec, folder=folder, identity=identity, trainer=trainer, tokenizer=tokenizer,
                        resumed_at=resumed_at)
 
 
-def _claim_folder(folder: Path, spec: RunSpec, identity: str, *, resume: bool, label: str | None) -> None:
-    """Write ``run.json`` for this run, or check that the folder already belongs to it."""
+def _claim_folder(folder: Path, spec: RunSpec, identity: str, *, resume: bool, label: str | None,
+                  world_size: int) -> dict:
+    """Check that the folder is free or holds this run; returns the ``run.json`` record to write."""
     record = read_run_file(folder)
     if record is None and list_checkpoints(folder / CHECKPOINT_DIR):
         raise ValueError(f"{folder} holds checkpoints but no {RUN_FILE}: choose another folder")
@@ -280,17 +289,26 @@ def _claim_folder(folder: Path, spec: RunSpec, identity: str, *, resume: bool, l
             raise ValueError(f"{folder} already holds checkpoints; pass --resume to continue it or choose another "
                              "--out")
         if record["identity"] != identity:
-            if not resume or run_identity(spec.changed(steps=saved.train.steps)) != record["identity"]:
+            restored = spec.changed(**{name: _setting(saved, name) for name in RESUME_CHANGES})
+            if not resume or run_identity(restored) != record["identity"]:
                 raise ValueError(f"{folder} holds another run (identity {record['identity'][:12]}, this one "
                                  f"{identity[:12]}); choose another folder")
-            record.setdefault("resumed_with_steps", []).append(spec.train.steps)  # the run is extended
+            if spec.train.steps != saved.train.steps:
+                record.setdefault("resumed_with_steps", []).append(spec.train.steps)  # the run is extended
+            layout = {name: _setting(spec, name) for name in RESUME_CHANGES if name != "steps"}
+            if layout != {name: _setting(saved, name) for name in layout}:
+                record.setdefault("resized", []).append({"world_size": world_size, **layout})
         record.update(identity=identity, spec=spec.to_dict(), label=label or record.get("label"))
     else:
         record = {"format": RUN_FORMAT, "identity": identity, "label": label, "spec": spec.to_dict(),
                   "data_fingerprint": data_fingerprint(spec.data) if spec.data else None,
                   "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _setting(spec: RunSpec, name: str):
+    return getattr(spec, name) if name == "batch_sizes" else getattr(spec.train, name)
 
 
 @dataclass

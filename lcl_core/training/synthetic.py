@@ -13,6 +13,7 @@ import torch
 from ..config import ModelConfig
 from ..data.paired import LAYOUTS as PAIR_LAYOUTS
 from ..sequences import interleaved_sequence, pad_rows, paired_sequence, special_tokens, text_query
+from .checkpointing import same_on_every_rank
 
 PHRASE_LENGTH = 4
 LAYOUTS = ("interleaved", *PAIR_LAYOUTS)
@@ -48,11 +49,17 @@ class SyntheticBatches:
         self.captions = [(p * caption_tokens)[:caption_tokens] for p in phrases]
         self.batch_index = 0
 
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [self.batch_size]
+
     def state(self) -> dict:
         return {"batch_index": self.batch_index}
 
-    def resume_from(self, state: dict) -> None:
-        self.batch_index = int(state["batch_index"])
+    def resume_from(self, states: list[dict]) -> None:
+        """Every rank's saved state; on another number of ranks with the same global batch the run goes on
+        with exactly the rows it would have had (batch ``g`` is split, not drawn, per rank)."""
+        self.batch_index = int(same_on_every_rank(states, "batch_index"))
 
     def __iter__(self):
         while True:

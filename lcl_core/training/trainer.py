@@ -10,8 +10,15 @@ give the losses and gradient of one batch of k·b rows, for one extra forward pe
 micro-batch, the step's gradient the mean over micro-batches.
 
 The data object is anything that yields collated batches ``{"images", "input_ids", ...}`` and offers
-``state()`` / ``resume_from(state)`` for the position after the last batch it yielded (see
-:mod:`lcl_core.training.data` and :mod:`lcl_core.training.synthetic`).
+``state()`` (this rank's position after the last batch it yielded) and ``resume_from(states)`` (every
+rank's saved states: a run may resume on another number of ranks), and optionally ``batch_sizes``
+(rows per batch of each stream; default ``[config.batch_size]``); see :mod:`lcl_core.training.data`
+and :mod:`lcl_core.training.synthetic`.
+
+Elastic resume: a checkpoint written by N ranks resumes on M when the rows per optimiser step stay
+(ranks × ``grad_accum_steps`` × each stream's batch size); the data streams hand the unread
+documents over (each still read once per epoch), the counts seen carry over, and each rank's RNG
+restarts from ``(seed, rank, step)`` (the exact RNG streams exist only for the saved layout).
 """
 
 from __future__ import annotations
@@ -103,8 +110,10 @@ class Trainer:
         device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
-    def _seed_generators(self) -> None:
-        seed = self.config.seed + self.runtime.rank
+    def _seed_generators(self, *, step: int = 0) -> None:
+        """Seed from (seed, rank, step): ``step`` is the step an elastic resume restarts the generators at
+        (a prime stride keeps every rank's seed apart from every other step's)."""
+        seed = self.config.seed + self.runtime.rank + 1_000_003 * step
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
@@ -139,16 +148,45 @@ class Trainer:
         if checkpoint is None:
             return self.step
         state = checkpoint.state
-        if len(state["data"]) != self.runtime.world_size:
-            raise ValueError(f"{checkpoint.path} was written by {len(state['data'])} ranks; resume it with "
-                             f"the same number of processes (now {self.runtime.world_size})")
+        saved_ranks, rank = len(state["data"]), self.runtime.rank
+        self._check_rows_per_step(checkpoint)
         load_full_state(self.model, self.optimizer, checkpoint.weights, state["optimizer"])
-        restore_rng_state(state["rng"][self.runtime.rank])
-        self.data.resume_from(state["data"][self.runtime.rank])
-        self.seen = torch.tensor(state["seen"][self.runtime.rank], dtype=torch.long)
+        self.data.resume_from(state["data"])
+        if saved_ranks == self.runtime.world_size:
+            restore_rng_state(state["rng"][rank])
+            self.seen = torch.tensor(state["seen"][rank], dtype=torch.long)
+        else:  # elastic: the totals seen go on (they are summed over ranks when logged)
+            self._seed_generators(step=checkpoint.step)
+            totals = torch.tensor(state["seen"], dtype=torch.long).sum(0)
+            self.seen = totals if rank == 0 else torch.zeros_like(totals)
+            if self.runtime.is_main:
+                log.warning("%s was written by %d ranks and resumes on %d: the documents not yet read in the "
+                            "epochs begun are handed over to the new ranks", checkpoint.path, saved_ranks,
+                            self.runtime.world_size)
         self.step = checkpoint.step
         self.last_checkpoint = self.last_good_checkpoint = checkpoint.path
         return self.step
+
+    def _batch_sizes(self) -> list[int]:
+        return list(getattr(self.data, "batch_sizes", [self.config.batch_size]))
+
+    def _check_rows_per_step(self, checkpoint) -> None:
+        """A resume may change the number of ranks, the micro-batches per step and the batch size only
+        together: the rows of each stream per optimiser step are the run's, whatever its layout."""
+        state, world_size, accum = checkpoint.state, self.runtime.world_size, self.config.grad_accum_steps
+        saved_ranks, saved_accum = len(state["data"]), state["train_config"]["grad_accum_steps"]
+        saved_sizes = state.get("batch_sizes", [state["train_config"]["batch_size"]])
+        saved = [saved_ranks * saved_accum * size for size in saved_sizes]
+        rows = [world_size * accum * size for size in self._batch_sizes()]
+        if rows != saved:
+            split = world_size * accum
+            hint = (f"on {world_size} processes × {accum} micro-batches use --batch-size "
+                    + ", ".join(str(total // split) for total in saved) if all(total % split == 0 for total in saved)
+                    else f"{world_size} processes × {accum} micro-batches do not divide them: choose a number of "
+                         "processes and a --grad-accum-steps whose product does")
+            raise ValueError(f"{checkpoint.path} was trained with {saved} rows per optimiser step ({saved_ranks} "
+                             f"processes × {saved_accum} micro-batches × batch size {saved_sizes}); this run "
+                             f"would take {rows}. Keep the rows per step: {hint}")
 
     def save_checkpoint(self) -> Path | None:
         """Collective: every rank contributes its RNG and data position; rank 0 writes."""
@@ -167,6 +205,7 @@ class Trainer:
                 "rng": [g["rng"] for g in gathered],
                 "data": [g["data"] for g in gathered],
                 "seen": [g["seen"] for g in gathered],
+                "batch_sizes": self._batch_sizes(),
                 "train_config": self.config.to_dict(),
                 "model_config": self.model.config.to_dict(),
             }
