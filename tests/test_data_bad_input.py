@@ -1,7 +1,9 @@
 """Every bad-input case is a counted skip (or repair), and an error naming the file when nothing is usable;
 plus the real MMC4 sample with stand-in images."""
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,23 @@ def test_paired_tar_bad_samples(tmp_path):
     assert len(list(data)) == 1
     assert data.skips == {"corrupt_image": 1, "no_usable_image": 1, "missing_caption": 1, "non_utf8_caption": 1,
                           "missing_image": 1}
+
+
+def test_a_pair_with_two_members_of_one_extension_is_a_counted_skip(tmp_path):
+    """``k.png`` twice (or ``k.PNG`` beside ``k.png``): which image is the pair's is ambiguous, so the pair
+    is skipped and counted; the pairs around it are read (webdataset raises and ends the stream)."""
+    members = [("before.png", png()), ("before.txt", b"a red circle"),
+               ("twice.png", png()), ("twice.png", png((14, 14))), ("twice.txt", b"a blue square"),
+               ("cased.PNG", png()), ("cased.png", png()), ("cased.txt", b"a green star"),
+               ("after.png", png()), ("after.txt", b"a white moon")]
+    with tarfile.open(tmp_path / "pairs-000000.tar", "w") as archive:
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    data = PairedDataset(tmp_path, TOK, image_size=8, num_image_tokens=2, context_length=16, shuffle=False)
+    assert [s["position"]["record"] for s in data] == [0, 3]
+    assert data.skips == {"duplicate_member": 2}
 
 
 @pytest.mark.skipif(not FIXTURE.is_file(), reason=f"real MMC4 sample not found at {FIXTURE}")

@@ -44,8 +44,8 @@ epoch; :func:`lcl_core.data.streaming.hand_over`); save ``dataset.plan`` with th
 
 Bad input never stops an epoch: it is counted in ``dataset.skips`` (a Counter; reasons such as
 ``corrupt_image``, ``missing_image``, ``broken_json_line``, ``non_utf8_line``, ``no_usable_image``,
-``no_image_above_threshold``, ``odd_image_size``, ``unreadable_file``; repairs ``converted_image_mode``,
-``zip_member_renamed``), summarised in ``dataset.last_epoch_summary`` and the log at the end of each
+``no_image_above_threshold``, ``odd_image_size``, ``unreadable_file``, ``duplicate_member``; repairs
+``converted_image_mode``, ``zip_member_renamed``), summarised in ``dataset.last_epoch_summary`` and the log at the end of each
 epoch. A consumer that gets no sample at all from its files raises :class:`NothingReadable` naming them.
 """
 

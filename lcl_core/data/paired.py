@@ -23,13 +23,16 @@ from .streaming import TOO_LARGE, ShardedStream, Skip
 LAYOUTS = ("sampled", "text_first", "image_first", "both", "contrastive")
 SAMPLES_PER_PAIR = {"both": 2}  # rows (each with its own image copy) one pair becomes; 1 for the others
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+DUPLICATE_MEMBER = "__duplicate__"  # marks a sample with two members of one extension
 
 
 def tar_samples(path: Path, *, max_member_bytes: int) -> Iterator[dict[str, bytes | None]]:
     """A tar's members grouped into webdataset samples ``{"__key__": key, extension: bytes}``, in the
     tar's order, key and extension split as webdataset does (key = path up to the first dot of the
     name). A member above ``max_member_bytes`` is read past without being held (the stream mode moves
-    over its blocks) and stands as ``TOO_LARGE``; webdataset's own expander reads every member whole."""
+    over its blocks) and stands as ``TOO_LARGE``; webdataset's own expander reads every member whole.
+    A sample with two members of one extension (``a.jpg`` twice, or ``a.JPG`` and ``a.jpg``) is
+    ambiguous: it carries ``DUPLICATE_MEMBER`` (webdataset raises and ends the stream there)."""
     sample: dict[str, bytes | None] = {}
     with open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
         for member in archive:
@@ -42,6 +45,8 @@ def tar_samples(path: Path, *, max_member_bytes: int) -> Iterator[dict[str, byte
                 yield sample
                 sample = {}
             sample["__key__"] = key
+            if extension.lower() in sample:
+                sample[DUPLICATE_MEMBER] = None
             sample[extension.lower()] = (TOO_LARGE if member.size > max_member_bytes
                                          else archive.extractfile(member).read())
     if sample:
@@ -63,6 +68,8 @@ class PairedDataset(ShardedStream):
         yield from enumerate(tar_samples(path, max_member_bytes=self.limits.max_record_bytes))
 
     def _samples(self, files: dict[str, bytes | None], rng: random.Random) -> list[dict]:
+        if DUPLICATE_MEMBER in files:
+            raise Skip("duplicate_member")
         if any(value is TOO_LARGE for value in files.values()):
             raise Skip("record_too_large")
         image_bytes = next((files[e] for e in IMAGE_EXTENSIONS if e in files), None)
