@@ -13,6 +13,8 @@ from lcl_core.training.synthetic import SyntheticBatches
 from conftest import odd_config
 from test_model import mixed_batch
 
+pytestmark = pytest.mark.numerics  # also run under a second CPU kernel path (test_cpu_capabilities.py)
+
 CAUSAL_OBJECTIVES = ["lcl", "contrastive", "coca", "generation", "generation_regression"]
 
 

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from lcl_core.linear_cross_entropy import default_chunk_rows, linear_cross_entropy
 
+pytestmark = pytest.mark.numerics  # also run under a second CPU kernel path (test_cpu_capabilities.py)
+
 
 def _inputs(targets: int, width: int, vocab: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)

@@ -10,6 +10,8 @@ from lcl_core.sequences import interleaved_sequence, pad_rows, paired_sequence, 
 
 from conftest import odd_config
 
+pytestmark = pytest.mark.numerics  # also run under a second CPU kernel path (test_cpu_capabilities.py)
+
 N = 9  # 30-px images, patch 10
 
 

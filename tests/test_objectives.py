@@ -16,6 +16,8 @@ from lcl_core.sequences import interleaved_sequence, pad_rows
 from conftest import odd_config
 from test_model import N, mixed_batch
 
+pytestmark = pytest.mark.numerics  # also run under a second CPU kernel path (test_cpu_capabilities.py)
+
 
 def logits(features, outputs):
     """The vocabulary logits the fused loss never forms: the LM head's output layer on its features."""

@@ -20,6 +20,8 @@ from conftest import odd_config, shared_path
 from official_reference import OfficialLCL, official_losses
 from test_model import mixed_batch
 
+pytestmark = pytest.mark.numerics  # also run under a second CPU kernel path (test_cpu_capabilities.py)
+
 OFFICIAL = ["LCL_ViT-B-16_laion", "LCL_ViT-B-32_laion", "LCL_ViT-B-32_mmc4"]
 
 

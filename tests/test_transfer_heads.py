@@ -8,7 +8,8 @@ from lcl_core.transfer.heads import (CachedTokens, TransferSettings, encode_capt
                                      train_classifier, train_retrieval)
 from lcl_core.transfer.metrics import retrieval_recall, topk_accuracy
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+# numerics: also run under a second CPU kernel path (test_cpu_capabilities.py)
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
 
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach"]
