@@ -8,7 +8,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "data": ("lcl_core.data.cli", "build the offline world, inspect shards"),
+    "data": ("lcl_core.data.cli", "build the offline world, inspect shards, measure their realism"),
     "pretrain": ("lcl_core.training.cli", "pre-train LCL or a baseline objective"),
     "demo": ("lcl_core.demo", "the quick end-to-end demo on the built-in offline data"),
     "evaluate": ("lcl_core.transfer.cli", "frozen-transfer evaluation of a checkpoint"),

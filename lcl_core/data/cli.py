@@ -1,4 +1,5 @@
-"""``lcl data world`` (build the offline world) and ``lcl data inspect PATH`` (read any shard with the real reader)."""
+"""``lcl data world`` (build the offline world), ``lcl data inspect PATH`` (read any shard with the real reader)
+and ``lcl data realism PATH [PATH …]`` (what the text before an image says about it, beside real MMC4)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,20 @@ def add_arguments(parser) -> None:
     inspect.add_argument("--show", type=int, default=2, help="rows to print laid out, images as [image k]")
     inspect.add_argument("--context-length", type=int, default=2048, help="tokens per row, as the model's (default "
                                                                           "2048: the official LCL context)")
+    realism = sub.add_parser("realism", help="what the text before each image says about it, from the pages' "
+                                             "similarity matrices, side by side and beside the real MMC4 sample")
+    realism.add_argument("paths", nargs="+", help="MMC4 .jsonl / .jsonl.zip shards, folders of them, or kit worlds")
+    realism.add_argument("--limit", type=int, default=0, help="pages read per path (default 0: all)")
+    realism.add_argument("--bootstrap", type=int, default=1000, help="page resamples for the standard errors")
+    realism.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    realism.add_argument("--json", action="store_true", help="JSON instead of the table")
 
 
 def main(args) -> int:
+    if args.action == "realism":
+        from .realism import main as realism_main
+
+        return realism_main(args)
     return build(args) if args.action == "world" else inspect(args)
 
 
