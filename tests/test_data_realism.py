@@ -48,6 +48,11 @@ def test_the_statistics_of_a_page_worked_by_hand():
         "matched_position": (2 / 3 + 0) / 2,
         "median_sentences": 5.0,  # pages of 4 and 6 sentences
         "images_per_page": 1.5,  # 3 and 0: images below the threshold are still the page's
+        # the first page's matrix (mean 0.16) = row effects (0.025, 0.01, -0.035) + sentence effects
+        # (-0.02/3, 0.11/3, 0.02/3, -0.11/3) + residual, variances adding up (a balanced two-way layout)
+        "sentence_effect_share": (2 * (0.02 / 3) ** 2 + 2 * (0.11 / 3) ** 2) / 4 / (0.0814 / 12),
+        "residual_spread": math.sqrt(0.0814 / 12 - (0.025**2 + 0.01**2 + 0.035**2) / 3
+                                     - (2 * (0.02 / 3) ** 2 + 2 * (0.11 / 3) ** 2) / 4),
     }
     assert set(want) == set(STATISTICS)
     for name, value in want.items():
@@ -112,3 +117,6 @@ def test_lcl_data_realism_prints_the_paths_side_by_side_and_refuses_a_missing_on
     assert as_json[0]["statistics"]["near_before_share"]["value"] == pytest.approx(217 / 340)
     missing = subprocess.run(command + [str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such file or folder" in missing.stdout
+    no_corpus = subprocess.run(command + [str(sample), "--window", "128", "--tokenizer", "trained"],
+                               capture_output=True, text=True)
+    assert no_corpus.returncode == 2 and "needs a kit world" in no_corpus.stdout

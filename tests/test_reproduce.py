@@ -134,3 +134,16 @@ def test_smoke_reproduction_writes_the_report_and_resumes_to_identical_results(t
                  "figures/latent_collapse.png"):
         assert (out / "report" / name).is_file(), name
     assert "| LCL | MMC4 |" in (out / "report" / "table1.md").read_text()
+
+
+@pytest.mark.slow
+def test_smoke_reproduction_runs_on_the_calibrated_world_and_says_which_world(tmp_path):
+    out = tmp_path / "calibrated"
+    run_quietly(reproduce_command(out, "--world", "calibrated", "--seeds", "0"))
+    results = json.loads((out / "report" / "results.json").read_text())
+    assert results["profile"] == "smoke-calibrated" and "--world calibrated" in results["command"]
+    assert results["recipe"]["world"]["knobs"]["page_style"] == "restating"
+    manifest = json.loads(next((out / "worlds").glob("*/world.json")).read_text())
+    assert manifest["knobs"]["page_style"] == "restating" and manifest["content_sha256"] == results["world"][
+        "content_sha256"]
+    assert {c["verdict"] for c in results["claims"]["claims"]} <= {"holds", "fails", "inconclusive"}

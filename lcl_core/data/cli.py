@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .mmc4 import SIM_THRESHOLD, document_statistics, read_documents
@@ -23,10 +23,16 @@ def add_arguments(parser) -> None:
     world.add_argument("--image-size", type=int, default=32)
     world.add_argument("--pairs", type=int, default=None, help="LAION-style pairs (default: as many as docs)")
     world.add_argument("--processes", type=int, default=None)
-    for group, kind in ((WorldKnobs, "world knob"), (EvalSizes, "evaluation set size")):
-        for knob in fields(group):
-            world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
-                               help=f"{kind} (default {knob.default})")
+    world.add_argument("--preset", choices=("v1", "calibrated"), default="v1",
+                       help="the world knobs to start from: v1 (one sentence describes each image; the committed "
+                            "results' world) or calibrated (pages as real MMC4 pages are, docs/realism.md); the knob "
+                            "flags below change single knobs of it")
+    for knob in fields(WorldKnobs):
+        world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=None,
+                           help=f"world knob (v1: {knob.default})")
+    for knob in fields(EvalSizes):
+        world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
+                           help=f"evaluation set size (default {knob.default})")
     inspect = sub.add_parser("inspect", help="read a world, MMC4 shards, OBELICS parquet or tars with the training "
                                              "readers: records read, rows and images kept, skips by reason")
     inspect.add_argument("path", help="a world folder, a shard / parquet / tar, or a folder of one format")
@@ -44,6 +50,13 @@ def add_arguments(parser) -> None:
     realism.add_argument("--bootstrap", type=int, default=1000, help="page resamples for the standard errors")
     realism.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     realism.add_argument("--json", action="store_true", help="JSON instead of the table")
+    realism.add_argument("--window", type=int, default=0, help="also: what share of each page's images and sentences "
+                                                             "a window of this many tokens keeps (official: 2048)")
+    realism.add_argument("--image-tokens", type=int, default=49, help="tokens per image in that window (official "
+                                                                      "ViT-B/32 at 224 px: 49; tiny-fast: 16)")
+    realism.add_argument("--tokenizer", default="clip", help="for the window: clip, trained (a BPE trained on the "
+                                                             "world's corpus, as the reproduction's) or a folder")
+    realism.add_argument("--vocab-size", type=int, default=4096, help="the trained tokenizer's vocabulary")
 
 
 def main(args) -> int:
@@ -55,9 +68,10 @@ def main(args) -> int:
 
 
 def build(args) -> int:
-    from .world import EvalSizes, WorldKnobs, build_world
+    from .world import WORLD_PRESETS, EvalSizes, WorldKnobs, build_world
 
-    knobs = WorldKnobs(**{k.name: getattr(args, k.name) for k in fields(WorldKnobs)})
+    given = {k.name: getattr(args, k.name) for k in fields(WorldKnobs) if getattr(args, k.name) is not None}
+    knobs = replace(WORLD_PRESETS[args.preset], **given)
     eval_sizes = EvalSizes(**{k.name: getattr(args, k.name) for k in fields(EvalSizes)})
     manifest = build_world(args.out, docs=args.docs, seed=args.seed, tier=args.tier, image_size=args.image_size,
                            knobs=knobs, pairs=args.pairs, eval_sizes=eval_sizes, processes=args.processes,

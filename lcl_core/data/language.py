@@ -103,6 +103,33 @@ def description_sentence(scene: dict, rng: random.Random, detail_prob: float) ->
     return rng.choice(DESCRIPTION_TEMPLATES).format(d=d), mentions
 
 
+RESTATING_TEMPLATES = (
+    "We keep coming back to {d}.", "Another look at {d}.", "Many readers asked us about {d}.",
+    "You can never have too much of {d}.", "Here is more about {d}.", "Everyone loves {d}.",
+    "Do not miss {d}.", "More on {d} below.",
+)
+
+
+def restating_sentence(scene: dict, rng: random.Random, detail_prob: float) -> tuple[str, set[str]]:
+    """Part of what an image shows, said again, more or less fully: its object's kind; or kind and colour;
+    or that and that it is a picture of it (its layout) — and with ``detail_prob`` one detail, never the
+    count (real pages name their subject many times, rarely in full)."""
+    obj = scene["objects"][0]
+    fullness = rng.randrange(3)
+    phrase = noun_phrase(obj, colour=fullness > 0)
+    phrase = "the " + phrase.split(" ", 1)[1] if phrase.startswith(("a ", "an ")) else phrase
+    mentions = {f"kind:{obj['kind']}"} | ({f"colour:{obj['colour']}"} if obj["colour"] and fullness > 0 else set())
+    if fullness == 2:
+        phrase, mentions = f"pictures of {phrase}", mentions | {f"layout:{scene['layout']}"}
+    details = [key for key in ("size", "position", "background") if scene.get(key)]
+    if details and rng.random() < detail_prob:
+        key = rng.choice(details)
+        phrase += {"size": f", the {scene['size']} one", "position": f" {POSITION_PHRASES.get(scene['position'], '')}",
+                   "background": f", {BACKGROUND_PHRASES.get(scene['background'], '')}"}[key]
+        mentions.add(f"{key}:{scene[key]}")
+    return rng.choice(RESTATING_TEMPLATES).format(d=phrase), mentions
+
+
 def leak_sentence(scene: dict, rng: random.Random, detail_prob: float) -> tuple[str, set[str]]:
     """States the description elsewhere in the page: the text alone then predicts it."""
     d, mentions = _detailed_description(scene, rng, detail_prob)
@@ -148,3 +175,8 @@ def boilerplate_sentence(rng: random.Random) -> tuple[str, set[str]]:
 
 def title_sentence(topic: str) -> tuple[str, set[str]]:
     return f"{TOPIC_TITLES[topic]}.", set()
+
+
+def subject_title(topic: str, subject: dict) -> tuple[str, set[str]]:
+    """A title naming the page's subject, e.g. ``A gallery of colourful shapes: the star.``"""
+    return f"{TOPIC_TITLES[topic]}: the {subject['kind']}.", {f"kind:{subject['kind']}"}

@@ -20,6 +20,11 @@ one-sentence page):
 ``matched_position``         ``m / (sentences − 1)``: where on the page the matched sentence is (0: first)
 ``median_sentences``         median sentences per page (every page, whatever its images)
 ``images_per_page``          images per page, every image counted
+``sentence_effect_share``    pages of ≥ 2 images and sentences: the matrix as page mean + image effects +
+                             sentence effects + residual; the sentence effects' variance over the matrix's
+``residual_spread``          the square root of the residual's variance, averaged over those pages: what is
+                             left besides the two effects — true image × sentence fit and noise together, so
+                             an upper bound on the similarities' noise
 =========================  ===========================================================================
 
 \\* over the images whose matched sentence is not the page's first (there is no text before it otherwise).
@@ -37,20 +42,22 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from .mmc4 import SIM_THRESHOLD, MMC4Dataset, read_documents
+from .mmc4 import MAX_IMAGES, SIM_THRESHOLD, MMC4Dataset, interleave, read_documents, select_images
 
 NEAR_MARGIN = 0.02  # "about as similar": within this of the matched similarity
 PER_IMAGE = ("matched_minus_page_mean", "z_matched", "matched_is_best_share", "matched_position", "before_share")
 BEFORE = ("z_best_before", "near_before_share", "z_previous", "better_before_share")
-PER_PAGE = ("median_sentences", "images_per_page")
+PER_MATRIX = ("residual_variance", "sentence_effect_share")  # pages with at least 2 images and 2 sentences
 STATISTICS = PER_IMAGE[:2] + BEFORE[:3] + ("median_sentences", "before_share", "better_before_share",
-                                            "matched_is_best_share", "matched_position", "images_per_page")
+                                            "matched_is_best_share", "matched_position", "images_per_page",
+                                            "sentence_effect_share", "residual_spread")
 
 # the real MMC4 sample (docs_no_face_shard_151_v3.jsonl): (value, bootstrap standard error), measured with
 # this module and checked by hand in tests/test_data_realism.py
@@ -82,11 +89,16 @@ def page_rows(document: dict, *, sim_threshold: float = SIM_THRESHOLD) -> PageRo
     the official loader drops them; an image whose matched sentence is outside the page is left out too)."""
     sentences = len(document.get("text_list", []))
     infos = document.get("image_info", [])
-    values: dict[str, list[float]] = {name: [] for name in PER_IMAGE + BEFORE}
+    values: dict[str, list[float]] = {name: [] for name in PER_IMAGE + BEFORE + PER_MATRIX}
     matrix = np.asarray(document.get("similarity_matrix") or [], dtype=float)
     if matrix.ndim != 2 or matrix.shape[0] < len(infos) or matrix.shape[1] != sentences or matrix.size == 0:
         return PageRows(values, sentences, len(infos))
     page_mean = matrix.mean()
+    if min(matrix.shape) >= 2 and matrix.var() > 0:  # two-way decomposition: sentence and image effects, residual
+        sentence_effects = matrix.mean(axis=0) - page_mean
+        residual = matrix - matrix.mean(axis=1, keepdims=True) - sentence_effects
+        values["residual_variance"].append(residual.var())
+        values["sentence_effect_share"].append(sentence_effects.var() / matrix.var())
     for row, info in zip(matrix, infos):
         m = int(info["matched_text_index"])
         if float(info["matched_sim"]) < sim_threshold or not 0 <= m < sentences:
@@ -110,9 +122,10 @@ def summarise(pages: Sequence[PageRows]) -> dict[str, float]:
     """Means over the images (``BEFORE`` ones over the images with a sentence before), per-page figures over
     the pages; nan where nothing counts."""
     out = {}
-    for name in PER_IMAGE + BEFORE:
+    for name in PER_IMAGE + BEFORE + PER_MATRIX:
         pooled = [v for page in pages for v in page.values[name]]
         out[name] = float(np.mean(pooled)) if pooled else math.nan
+    out["residual_spread"] = math.sqrt(out.pop("residual_variance"))
     out["median_sentences"] = float(np.median([p.sentences for p in pages])) if pages else math.nan
     out["images_per_page"] = float(np.mean([p.images for p in pages])) if pages else math.nan
     return out
@@ -182,6 +195,58 @@ def read_pages(path: str | Path, *, limit: int | None = None) -> list[dict]:
     return documents
 
 
+def window_coverage(documents: Iterable[dict], tokenizer, *, context_length: int, num_image_tokens: int,
+                    seed: int = 0, img_first_prob: float = 0.5) -> dict:
+    """What a training window keeps of each page, laid out as :class:`~lcl_core.data.mmc4.MMC4Dataset` lays
+    it out (the official rules choose the images, each goes before or after its sentence at even odds, every
+    sentence tokenised on its own, ``<sot>`` … ``<eot>``): the mean over pages of the share of the chosen
+    images whose block fits, and of the page's sentences that fit whole. ``seed`` fixes the choices."""
+    rng = random.Random(seed)
+    images, sentences_kept, pages = [], [], 0
+    for document in documents:
+        sentences = [str(s) for s in document.get("text_list", [])]
+        infos = [i for i in document.get("image_info", []) if 0 <= int(i["matched_text_index"]) < len(sentences)]
+        chosen = select_images(infos, sim_threshold=SIM_THRESHOLD, max_images=MAX_IMAGES, rng=rng)
+        if not chosen:
+            continue
+        pages += 1
+        position, kept_images, kept_sentences = 1, 0, 0  # after <sot>; <eot> takes the window's last place
+        for segment in interleave(sentences, [sentence for sentence, _ in chosen], rng, img_first_prob):
+            size = num_image_tokens + 2 if isinstance(segment, int) else len(tokenizer.encode(segment))
+            if position + size > context_length - 1:
+                break
+            position += size
+            kept_images += isinstance(segment, int)
+            kept_sentences += not isinstance(segment, int)
+        images.append(kept_images / len(chosen))
+        sentences_kept.append(kept_sentences / len(sentences))
+    return {"pages": pages, "context_length": context_length, "image_tokens": num_image_tokens,
+            "images_kept": float(np.mean(images)) if images else math.nan,
+            "sentences_kept": float(np.mean(sentences_kept)) if sentences_kept else math.nan}
+
+
+def world_truth(path: str | Path, *, limit: int | None = None) -> dict | None:
+    """For a kit world (a folder with ``world.json``): its own ground truth of what the text before each image
+    states (:func:`lcl_core.data.world.earlier_text_truth`, over its first ``limit`` pages); else None."""
+    manifest = Path(path) / "world.json"
+    if not manifest.is_file():
+        return None
+    from .world import WorldKnobs, earlier_text_truth
+
+    settings = json.loads(manifest.read_text())["settings"]
+    return earlier_text_truth(docs=min(settings["docs"], limit or settings["docs"]), seed=settings["seed"],
+                              knobs=WorldKnobs(**settings["knobs"]), tier=settings["tier"])
+
+
+def truth_line(source: str, truth: dict) -> str:
+    details = ", ".join(f"{key} {truth[key]['share']:.0%}" for key in truth if key not in ("kind", "everything",
+                                                                                             "same_image_before"))
+    return (f"{source} (its ground truth, {truth['kind']['images']} images): the text before the matched sentence "
+            f"states the image's kind for {truth['kind']['share']:.0%}, its details ({details}), all of it for "
+            f"{truth['everything']['share']:.0%}; an earlier image on the page shows the same attributes for "
+            f"{truth['same_image_before']['share']:.0%}")
+
+
 LABELS = {
     "matched_minus_page_mean": "matched sim − page mean sim",
     "z_matched": "z of the matched sentence",
@@ -194,6 +259,8 @@ LABELS = {
     "matched_is_best_share": "share whose match is its row's best",
     "matched_position": "matched sentence's place (0 first, 1 last)",
     "images_per_page": "images per page",
+    "sentence_effect_share": "share of a page's variance that is sentence effects",
+    "residual_spread": "image × sentence residual spread (≥ the noise)",
 }
 
 
@@ -215,18 +282,47 @@ def table(results: Sequence[Realism]) -> str:
 
 def main(args) -> int:
     """``lcl data realism PATH [PATH …]``: the table, or JSON with ``--json``."""
-    results = []
+    results, truths, windows = [], [], []
     for path in args.paths:
         try:
             pages = read_pages(path, limit=args.limit or None)
+            tokenizer = _tokenizer(args.tokenizer, path, args.vocab_size) if args.window else None
         except FileNotFoundError as error:
             print(f"lcl data realism: error: {error}", flush=True)
             return 2
         results.append(realism(pages, source=str(path), bootstrap=args.bootstrap, seed=args.seed))
+        truths.append(world_truth(path, limit=args.limit or None))
+        windows.append(tokenizer and window_coverage(pages, tokenizer, context_length=args.window,
+                                                     num_image_tokens=args.image_tokens, seed=args.seed))
     if args.json:
-        print(json.dumps([r.to_dict() | {"off_real_in_tolerances": r.off_real()} for r in results], indent=1))
-    else:
-        print(table(results))
-        print("\n* over the images whose matched sentence is not the page's first; ± one bootstrap standard error "
-              f"({args.bootstrap} page resamples)")
+        print(json.dumps([r.to_dict() | {"off_real_in_tolerances": r.off_real(), "world_truth": truth,
+                                         "window": window} for r, truth, window in zip(results, truths, windows)],
+                         indent=1))
+        return 0
+    print(table(results))
+    print("\n* over the images whose matched sentence is not the page's first; ± one bootstrap standard error "
+          f"({args.bootstrap} page resamples)")
+    for result, truth, window in zip(results, truths, windows):
+        if truth is not None:
+            print(truth_line(result.source, truth))
+        if window is not None:
+            print(f"{result.source}: a window of {window['context_length']} tokens ({window['image_tokens']} per image, "
+                  f"{args.tokenizer} tokenizer) keeps {window['images_kept']:.0%} of a page's chosen images and "
+                  f"{window['sentences_kept']:.0%} of its sentences whole (mean over {window['pages']} pages)")
     return 0
+
+
+def _tokenizer(name: str, path: str | Path, vocab_size: int):
+    """``clip``; ``trained``: a BPE of ``vocab_size`` trained on a kit world's corpus, as the reproduction's; or a
+    saved tokenizer folder."""
+    from ..tokenizer import ClipTokenizer, TrainedTokenizer, load_tokenizer
+
+    if name == "clip":
+        return ClipTokenizer()
+    if name == "trained":
+        corpus = Path(path) / "corpus.txt"
+        if not corpus.is_file():
+            raise FileNotFoundError(f"--tokenizer trained needs a kit world ({corpus} is missing)")
+        with open(corpus, encoding="utf-8") as lines:
+            return TrainedTokenizer.train(lines, vocab_size=vocab_size)
+    return load_tokenizer(name)

@@ -53,6 +53,53 @@ class WorldKnobs:
     sim_base: float = 0.13  # similarity = base + gain · agreement + N(0, noise)
     sim_gain: float = 0.2  # full agreement ≈ 0.33: matched sims 0.18–0.39 as in MMC4
     sim_noise: float = 0.03
+    # how a page talks about its images ("v1": one sentence describes each image, the rest is title,
+    # boilerplate and facts; "restating": pages about one subject that say it several times, as real MMC4
+    # pages do — see CALIBRATED and _restating_plan). The knobs below act on "restating" pages only.
+    page_style: str = "v1"
+    subject_focus: float = 0.0  # share of a page's images that show the page's subject (one kind of object)
+    restate_intro: float = 0.0  # mean full descriptions of the subject after the title (Poisson)
+    restate_before: float = 0.0  # mean sentences before an image's description restating part of it (Poisson)
+    restate_after: float = 0.0  # mean such sentences after it
+    loose_description_prob: float = 0.0  # no sentence describes the image: only restatements of the subject
+    topical_filler: float = 0.0  # share of the filler sentences that restate one of the page's images
+    restate_detail_prob: float = 0.0  # a restatement names one detail besides the object's kind and colour
+
+    def __post_init__(self) -> None:
+        if self.page_style not in PAGE_STYLES:
+            raise ValueError(f"unknown page_style {self.page_style!r}; choose from {', '.join(PAGE_STYLES)}")
+        if self.page_style == "v1" and self.restating():
+            raise ValueError(f"{', '.join(self.restating())} act on page_style 'restating' pages only")
+
+    def restating(self) -> list[str]:
+        """The restating-page knobs set away from their defaults."""
+        return [name for name in RESTATING_KNOBS if getattr(self, name) != 0.0]
+
+    def to_dict(self) -> dict:
+        """As JSON; a v1 world's without the restating-page knobs, as every v1 world was written before they
+        existed (its manifest, name and reuse by :func:`ensure_world` stay as they were)."""
+        values = asdict(self)
+        if self.page_style == "v1":
+            for name in ("page_style", *RESTATING_KNOBS):
+                values.pop(name)
+        return values
+
+
+PAGE_STYLES = ("v1", "restating")
+RESTATING_KNOBS = ("subject_focus", "restate_intro", "restate_before", "restate_after", "loose_description_prob",
+                   "topical_filler", "restate_detail_prob")
+
+
+# the world the first reproductions ran on (docs/results/*/cpu-… say which): one sentence describes each image
+V1 = WorldKnobs()
+# pages as real MMC4 pages are, by what they say (docs/realism.md): every statistic of `lcl data realism` within
+# the tolerance of the real sample. sim_noise 0.02, not 0.03: the real sample's whole image × sentence residual
+# (interactions and noise together, two-way decomposition per page) has a spread of 0.022, so CLIP's noise on
+# real pages is at most that; 0.03 was larger than everything real pages leave besides their sentence effects.
+CALIBRATED = WorldKnobs(
+    sentences_median=11.0, sim_noise=0.02, page_style="restating", subject_focus=0.92, restate_intro=1.5,
+    restate_before=2.0, restate_after=1.0, loose_description_prob=0.85, topical_filler=0.8, restate_detail_prob=0.2)
+WORLD_PRESETS = {"v1": V1, "calibrated": CALIBRATED}
 
 
 @dataclass(frozen=True)
@@ -99,19 +146,78 @@ def _sentence_plan(rng: random.Random, scenes: list[dict], described: list[bool]
             group.append((*language.knowledge_sentence(scene["objects"][0], rng), False))
         groups.append(group)
         misaligned.append(wrong)
+    sentences, described_at = _fill_and_join(rng, intro, groups, knobs, lambda: language.boilerplate_sentence(rng))
+    return sentences, described_at, misaligned
+
+
+def _fill_and_join(rng: random.Random, intro: list, groups: list[list], knobs: WorldKnobs,
+                   filler) -> tuple[list[tuple[str, set]], list[int | None]]:
+    """``filler()`` sentences anywhere after the title, up to a log-normal page length, then the page in
+    order -> (sentences with the attributes each states, each image's describing sentence or None)."""
     planned = len(intro) + sum(map(len, groups))
     target = max(planned + 2, min(60, round(rng.lognormvariate(math.log(knobs.sentences_median),
                                                                knobs.sentences_spread))))
     for _ in range(target - planned):
         where = rng.randrange(len(groups) + 1)
         destination = groups[where] if where < len(groups) else intro
-        destination.insert(rng.randint(1 if destination is intro else 0, len(destination)),
-                           (*language.boilerplate_sentence(rng), False))
+        destination.insert(rng.randint(1 if destination is intro else 0, len(destination)), (*filler(), False))
     sentences, described_at = [(text, m) for text, m, _ in intro], []
     for group in groups:
         marks = [i for i, (_, _, is_description) in enumerate(group) if is_description]
         described_at.append(len(sentences) + marks[0] if marks else None)
         sentences += [(text, m) for text, m, _ in group]
+    return sentences, described_at
+
+
+def _showing(subject: dict, scene: dict) -> dict:
+    """``scene`` (of the subject's kind) shown as the subject scene is: the same product photographed again —
+    another instance of the object, with the subject's colour, count, size, position and background (a
+    relation scene repeats the subject's pair and relation; a photo is another crop of the same photo)."""
+    if subject["layout"] == "relation":
+        return dict(subject)
+    if scene["layout"] != "objects" or subject["layout"] != "objects":
+        return scene
+    obj = dict(scene["objects"][0], colour=subject["objects"][0]["colour"])
+    return dict(scene, objects=[obj] * subject["count"], **{key: subject[key] for key in
+                                                           ("count", "size", "position", "background")})
+
+
+def _restating_plan(rng: random.Random, scenes: list[dict], described: list[bool], knobs: WorldKnobs,
+                    topic: str, subject: dict, lib) -> tuple[list[tuple[str, set]], list[int | None], list[bool]]:
+    """A page about one subject (``page_style="restating"``), as real MMC4 pages are: a title naming it,
+    full descriptions of it (``restate_intro``) and leaked descriptions (``leak_prob``), then per image sentences restating part of it
+    (``restate_before``), its own description unless it has none (``loose_description_prob``: then the page
+    matches it to the best of the loose ones), more restatements (``restate_after``); filler anywhere after
+    the title restates one of the page's images (``topical_filler``) or is boilerplate. So the text before
+    an image often says about as much about it as the sentence it is matched to."""
+    counts = np.random.default_rng(rng.getrandbits(32))
+
+    def restating(scene):
+        return (*language.restating_sentence(scene, rng, knobs.restate_detail_prob), False)
+
+    intro = [(*language.subject_title(topic, subject["objects"][0]), False)]
+    intro += [(*language.description_sentence(subject, rng, 1.0), False)
+              for _ in range(counts.poisson(knobs.restate_intro))]
+    intro += [(*language.leak_sentence(s, rng, knobs.detail_prob), False) for s, d in zip(scenes, described)
+              if d and rng.random() < knobs.leak_prob]  # as on v1 pages: the leakage ablation's lever
+    groups, misaligned = [], []
+    for scene, is_described in zip(scenes, described):
+        group = [restating(scene) for _ in range(counts.poisson(knobs.restate_before))]
+        own = is_described and rng.random() >= knobs.loose_description_prob
+        wrong = own and rng.random() < knobs.misalign_prob
+        if own:
+            group.append((*language.description_sentence(sample_scene(rng, lib) if wrong else scene, rng,
+                                                         knobs.detail_prob), True))
+        group += [restating(scene) for _ in range(counts.poisson(knobs.restate_after))]
+        groups.append(group)
+        misaligned.append(wrong)
+
+    def filler():
+        if rng.random() < knobs.topical_filler:
+            return language.restating_sentence(rng.choice(scenes), rng, knobs.restate_detail_prob)
+        return language.boilerplate_sentence(rng)
+
+    sentences, described_at = _fill_and_join(rng, intro, groups, knobs, filler)
     return sentences, described_at, misaligned
 
 
@@ -133,48 +239,117 @@ def similarity_matrix(scenes: list[dict], mentions: list[set], knobs: WorldKnobs
     return np.round(sim.clip(0.0, 1.0), 4)
 
 
-def make_document(doc_id: int, seed: int, knobs: WorldKnobs, tier: str, image_size: int) -> dict:
-    """One page: its MMC4 record, images, OBELICS row, true alignment and MMC4-Pair pairs."""
+@dataclass
+class PagePlan:
+    """What a page says before anything is drawn: its scenes, its sentences with the attributes each states,
+    each image's describing sentence (None: no sentence of its own), the similarities and the MMC4 matching.
+    ``rng`` goes on to draw the images, so a plan replayed without drawing is the page that was written."""
+
+    rng: random.Random
+    lib: object
+    topic: str
+    scenes: list[dict]
+    distractor: list[bool]
+    sentences: list[tuple[str, set]]
+    described_at: list[int | None]
+    misaligned: list[bool]
+    sim: np.ndarray
+    matched: dict[int, int]
+
+
+def plan_document(doc_id: int, seed: int, knobs: WorldKnobs, tier: str) -> PagePlan:
+    """The page ``doc_id`` of the world ``seed`` up to its drawing (see :class:`PagePlan`)."""
     lib = load_assets(tier)
     rng = random.Random(stable_int("document", seed, doc_id))
     weights = families(lib)
     topic = rng.choices(list(weights), list(weights.values()))[0]
     n_images = min(knobs.max_images_per_doc, 1 + int(np.random.default_rng(rng.getrandbits(32))
                                                     .poisson(knobs.images_per_doc - 1)))
-    scenes = [sample_scene(rng, lib, family=topic if rng.random() < knobs.topic_focus else None)
-              for _ in range(n_images)]
-    described = [rng.random() >= knobs.distractor_prob for _ in scenes]
-    sentences, described_at, misaligned = _sentence_plan(rng, scenes, described, knobs, topic, lib)
-    text_list = [text for text, _ in sentences]
+    if knobs.page_style == "restating":  # one subject: most images show it again
+        subject = sample_scene(rng, lib, family=topic)
+        scenes = [_showing(subject, sample_scene(rng, lib, family=topic, kind=subject["objects"][0]["kind"]))
+                  if rng.random() < knobs.subject_focus
+                  else sample_scene(rng, lib, family=topic if rng.random() < knobs.topic_focus else None)
+                  for _ in range(n_images)]
+        described = [rng.random() >= knobs.distractor_prob for _ in scenes]
+        sentences, described_at, misaligned = _restating_plan(rng, scenes, described, knobs, topic, subject, lib)
+    else:
+        scenes = [sample_scene(rng, lib, family=topic if rng.random() < knobs.topic_focus else None)
+                  for _ in range(n_images)]
+        described = [rng.random() >= knobs.distractor_prob for _ in scenes]
+        sentences, described_at, misaligned = _sentence_plan(rng, scenes, described, knobs, topic, lib)
     sim = similarity_matrix(scenes, [m for _, m in sentences], knobs,
                             np.random.default_rng(rng.getrandbits(32)))
     image_rows, sentence_cols = linear_sum_assignment(sim, maximize=True)
     matched = dict(zip(image_rows.tolist(), sentence_cols.tolist()))
     for i in range(n_images):  # more images than sentences (many distractors): the rest take their most similar
         matched.setdefault(i, int(sim[i].argmax()))  # sentence, as several MMC4 images share one
+    return PagePlan(rng=rng, lib=lib, topic=topic, scenes=scenes, distractor=[not d for d in described],
+                    sentences=sentences, described_at=described_at, misaligned=misaligned, sim=sim, matched=matched)
 
+
+TRUTH_DETAILS = ("colour", "count", "size", "position", "background")
+
+
+def earlier_text_truth(*, docs: int, seed: int, knobs: WorldKnobs, tier: str = "basic") -> dict:
+    """From the world's own ground truth: over the images the official rule keeps (matched sim ≥ 0.24), the
+    share whose earlier text — the sentences before their matched one, what LCL reads when the image goes
+    first — states their object's kind, each detail they have (among the images that have it), and all of
+    them; and the share with an earlier image on the page that shows all the same attributes (which a causal
+    model may copy from). "States" is the similarity model's view: the attribute appears among what an earlier
+    sentence states, whichever object it was said of. The pages are replayed from their plans (nothing is
+    drawn)."""
+    named = {key: [] for key in ("kind", *TRUTH_DETAILS, "everything", "same_image_before")}
+    for doc_id in range(docs):
+        page = plan_document(doc_id, seed, knobs, tier)
+        for i, scene in enumerate(page.scenes):
+            m = page.matched[i]
+            if page.sim[i, m] < SIM_THRESHOLD:
+                continue
+            stated = set().union(*(mentions for _, mentions in page.sentences[:m]))
+            shown = attributes(scene)
+            named["kind"].append(f"kind:{scene['objects'][0]['kind']}" in stated)
+            for key in TRUTH_DETAILS:
+                have = {a for a in shown if a.startswith(f"{key}:")}
+                if have:
+                    named[key].append(have <= stated)
+            named["everything"].append(shown <= stated)
+            named["same_image_before"].append(any(attributes(other) == shown for other in page.scenes[:i]))
+    return {key: {"share": float(np.mean(values)) if values else float("nan"), "images": len(values)}
+            for key, values in named.items()}
+
+
+def make_document(doc_id: int, seed: int, knobs: WorldKnobs, tier: str, image_size: int) -> dict:
+    """One page: its MMC4 record, images, OBELICS row, true alignment and MMC4-Pair pairs."""
+    page = plan_document(doc_id, seed, knobs, tier)
+    rng, scenes, sim, matched, described_at = page.rng, page.scenes, page.sim, page.matched, page.described_at
+    n_images = len(scenes)
+    text_list = [text for text, _ in page.sentences]
     names = [_image_name(seed, doc_id, i) for i in range(n_images)]
-    images = [_png(render(scene, image_size, lib, rng)) for scene in scenes]
-    url = f"{HOST}/{topic}/page-{doc_id}.html"
+    images = [_png(render(scene, image_size, page.lib, rng)) for scene in scenes]
+    url = f"{HOST}/{page.topic}/page-{doc_id}.html"
     image_info = [{"image_name": name, "raw_url": f"{HOST}/img/{name}", "matched_text_index": matched[i],
                    "matched_sim": float(sim[i, matched[i]]), "face_detections": None}
                   for i, name in enumerate(names)]
     record = {"url": url, "text_list": text_list, "image_info": image_info,
               "similarity_matrix": sim.tolist()}
-    alignment = {"doc_id": doc_id, "url": url, "topic": topic, "images": [
+    alignment = {"doc_id": doc_id, "url": url, "topic": page.topic, "images": [
         {"image_name": name, "true_text_index": described_at[i], "matched_text_index": matched[i],
-         "misaligned": misaligned[i], "distractor": described_at[i] is None, "scene": scenes[i]}
+         "misaligned": page.misaligned[i], "distractor": page.distractor[i], "scene": scenes[i]}
         for i, name in enumerate(names)]}
+    # an image no sentence of its own describes, but the page talks about, goes beside its matched sentence
+    anchors = [None if page.distractor[i] else matched[i] if at is None else at for i, at in enumerate(described_at)]
     return {"record": record, "images": list(zip(names, images)), "alignment": alignment,
-            "obelics": _obelics_row(rng, text_list, names, described_at, knobs, url, doc_id),
+            "obelics": _obelics_row(rng, text_list, names, anchors, knobs, url, doc_id),
             "pairs": [(names[i], images[i], text_list[matched[i]]) for i in range(n_images)
                       if sim[i, matched[i]] >= SIM_THRESHOLD]}
 
 
-def _obelics_row(rng, text_list, names, described_at, knobs, url, doc_id) -> dict:
-    """Page order: each image next to its describing sentence (before or after), distractors anywhere."""
+def _obelics_row(rng, text_list, names, anchors, knobs, url, doc_id) -> dict:
+    """Page order: each image next to its anchor sentence (before or after), those without one (distractors)
+    anywhere."""
     slots: dict[int, list[tuple[str, str]]] = {}  # sentence index -> images to insert before/after it
-    for name, at in zip(names, described_at):
+    for name, at in zip(names, anchors):
         if at is None:
             slots.setdefault(rng.randrange(len(text_list)), []).append(("before", name))
         else:
@@ -264,7 +439,7 @@ def build_world(out, *, docs: int = 2000, seed: int = 0, tier: str = "basic", im
     settings = world_settings(docs=docs, seed=seed, tier=tier, image_size=image_size, knobs=knobs, pairs=pairs,
                               eval_sizes=eval_sizes, docs_per_shard=docs_per_shard, pairs_per_shard=pairs_per_shard)
     manifest = {
-        "format": WORLD_FORMAT, "seed": seed, "tier": tier, "image_size": image_size, "knobs": asdict(knobs),
+        "format": WORLD_FORMAT, "seed": seed, "tier": tier, "image_size": image_size, "knobs": knobs.to_dict(),
         "eval_sizes": asdict(eval_sizes), "docs_per_shard": docs_per_shard, "counts": counts,
         "settings": settings, "content_sha256": content_digest(out),
         "classes": classification_classes(lib),
@@ -284,7 +459,7 @@ def world_settings(*, docs: int = 2000, seed: int = 0, tier: str = "basic", imag
     """Every argument of :func:`build_world` that changes what it writes, as plain JSON (the world's
     manifest records it; :func:`ensure_world` compares it)."""
     return {"format": WORLD_FORMAT, "docs": docs, "seed": seed, "tier": tier, "image_size": image_size,
-            "knobs": asdict(knobs), "pairs": docs if pairs is None else pairs, "eval_sizes": asdict(eval_sizes),
+            "knobs": knobs.to_dict(), "pairs": docs if pairs is None else pairs, "eval_sizes": asdict(eval_sizes),
             "docs_per_shard": docs_per_shard, "pairs_per_shard": pairs_per_shard}
 
 
@@ -319,7 +494,7 @@ def cached_world(root, *, progress: bool = False, processes: int | None = None, 
     changed = {k: v for k, v in wanted.items() if v != defaults[k]}
     flat = {**{k: v for k, v in changed.items() if not isinstance(v, dict)},
             **{k: v for group in ("knobs", "eval_sizes") for k, v in changed.get(group, {}).items()
-               if v != defaults[group][k]}}
+               if v != defaults[group].get(k)}}
     name = "world" + "".join(f"-{k}{v}" for k, v in sorted(flat.items()))
     if len(name) > 120:  # many changed knobs: a digest keeps the folder name short
         name = "world-" + hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]

@@ -43,7 +43,8 @@ from .claims import (ALL_COLUMNS, CAPTIONING, CLASSIFICATION_RETRIEVAL, EQUIVALE
                      Composite, judge_all)
 from .report import LATENT_COLUMNS
 from .stats import interval, paired_difference
-from .table1 import PROFILES, Progress, Row, current_commit, machine, make_unit, prepare_setting, run_units
+from .table1 import (Progress, Row, current_commit, default_out, machine, make_unit, prepare_setting, recipe_on,
+                     run_units)
 
 SCHEMA = "lcl-ablation/1"
 EQUIVALENCE_COLUMNS = ("IN-1k", "COCO TR@1", "COCO IR@1")
@@ -185,15 +186,14 @@ def unit_key(unit) -> str:
     return json.dumps([unit.spec, unit.seed, unit.base], sort_keys=True)
 
 
-def reproduce_ablations(*, profile: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-                        world_seed: int = 0, out: str | Path | None = None, report_dir: str | Path | None = None,
-                        points: Sequence[str] | None = None,
+def reproduce_ablations(*, profile: str = "cpu", world: str = "v1", only: Sequence[str] | None = None,
+                        seeds: Sequence[int] | None = None, world_seed: int = 0, out: str | Path | None = None,
+                        report_dir: str | Path | None = None, points: Sequence[str] | None = None,
                         progress: Callable[[str], None] = print) -> dict[str, dict]:
     """Train, evaluate and judge the grids ``only`` (default all); returns {grid: results document}.
     ``points``: only the points with these labels (e.g. ``["p = 0.25"]``; the claims then lack their other
     rows and are inconclusive), to rerun one point of a grid."""
-    if profile not in PROFILES:
-        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    recipe = recipe_on(profile, world)
     names = list(only or GRIDS)
     unknown = [name for name in names if name not in GRIDS]
     if unknown:
@@ -208,11 +208,11 @@ def reproduce_ablations(*, profile: str = "cpu", only: Sequence[str] | None = No
                  for name, grid in grids.items()}
         grids = {name: grid for name, grid in grids.items() if grid.points}
         names = list(grids)
-    recipe = PROFILES[profile]
     seeds = tuple(seeds if seeds is not None else recipe.seeds)
-    out = Path(out or Path("runs") / "reproduce" / f"table1-{profile}")
+    out = Path(out or default_out(recipe))
     report_dir = Path(report_dir or out / "report" / "ablations")
-    command = (f"lcl reproduce ablations --profile {profile} --only {' '.join(names)} "
+    command = (f"lcl reproduce ablations --profile {profile}" + ("" if world == "v1" else f" --world {world}")
+               + f" --only {' '.join(names)} "
                f"--seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out} --report {report_dir}"
                + ("" if points is None else " --points " + " ".join(f"'{label}'" for label in points)))
     started, commit = time.perf_counter(), current_commit()
@@ -349,7 +349,7 @@ def best_points(grid: Grid, summary: Mapping[str, dict], per_seed) -> dict:
 
 def main_ablations(args) -> int:
     try:
-        documents = reproduce_ablations(profile=args.profile, only=args.only, seeds=args.seeds,
+        documents = reproduce_ablations(profile=args.profile, world=args.world, only=args.only, seeds=args.seeds,
                                         world_seed=args.world_seed, out=args.out, report_dir=args.report,
                                         points=args.points,
                                         progress=lambda message: print(message, flush=True))

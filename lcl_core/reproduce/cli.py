@@ -1,4 +1,5 @@
-"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--seeds …] [--world-seed …] [--out DIR] [--report DIR]``;
+"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--world v1|calibrated] [--seeds …] [--world-seed …]
+[--out DIR] [--report DIR]``;
 ``lcl reproduce compare FIRST SECOND``: whether two reproductions reach the same verdicts."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from pathlib import Path
 
 def add_arguments(parser) -> None:
     from .ablations import GRIDS
-    from .table1 import PROFILES
+    from .table1 import PROFILES, WORLDS
 
     sub = parser.add_subparsers(dest="table", required=True, metavar="WHAT")
     table1 = sub.add_parser("table1", help="every row of the paper's Table 1, several seeds, a verdict per claim")
@@ -16,6 +17,9 @@ def add_arguments(parser) -> None:
     for command in (table1, ablations):
         command.add_argument("--profile", choices=list(PROFILES), default="cpu",
                              help="; ".join(f"{name}: {p.description}" for name, p in PROFILES.items()))
+        command.add_argument("--world", choices=list(WORLDS), default="v1",
+                             help="v1: the world the committed results ran on; calibrated: pages as real MMC4 pages "
+                                  "are (docs/realism.md); works in runs/reproduce/table1-PROFILE-calibrated")
         command.add_argument("--seeds", type=int, nargs="+", help="pre-training seeds (default: the profile's)")
         command.add_argument("--world-seed", type=int, default=0, help="seed of the offline world (default 0)")
         command.add_argument("--out", type=Path, help="work folder (default runs/reproduce/table1-PROFILE; the "

@@ -1,7 +1,8 @@
 """``lcl reproduce table1``: the paper's Table 1 at small scale, every row with several pre-training
 seeds, 95 % intervals and a verdict per claim decided by rules fixed beforehand (:mod:`.claims`).
 
-    lcl reproduce table1 --profile smoke|cpu|gpu [--seeds 0 1 2] [--world-seed 0] [--out DIR] [--report DIR]
+    lcl reproduce table1 --profile smoke|cpu|gpu [--world v1|calibrated] [--seeds 0 1 2] [--world-seed 0]
+        [--out DIR] [--report DIR]
 
 Rows (:data:`ROWS`): every Table 1 objective on the data the paper trains it on — CLIP, CoCa and
 BLIP-2-style on MMC4-Pair; BEiT-3-, Flamingo- and Emu-style and LCL on the MMC4 documents — plus the
@@ -11,7 +12,8 @@ many pairs per step as a batch of documents holds images (measured on the world 
 Pre-training seed ``s`` fixes the initial weights and the data order of every row, and the random-init
 row is exactly those initial weights, so rows are compared seed by seed.
 
-The work lives in ``--out`` (default ``runs/reproduce/table1-<profile>``): the world, every run (by
+The work lives in ``--out`` (default ``runs/reproduce/table1-<profile>``, ``…-<profile>-calibrated`` on the
+calibrated world): the world, every run (by
 run identity: a killed reproduction resumes its unfinished run from the last checkpoint, finished runs
 and evaluations are reused) and each evaluation (``evaluations/``). The report goes to ``--report``
 (default ``OUT/report``): ``results.json`` (deterministic: every number, per seed, with the config,
@@ -46,7 +48,7 @@ from ..model import LCLModel
 from ..objectives import OBJECTIVES, objective_spec
 from ..training import RunSpec, TrainConfig, train_run
 from ..training.data import build_batches
-from ..training.runs import build_tokenizer, run_identity
+from ..training.runs import build_tokenizer
 from ..transfer import TransferSettings, evaluate
 from ..transfer.datasets import probe_images
 from ..transfer.results import PAPER_TABLE1, TABLE1_COLUMNS, column_value, validate_results
@@ -120,6 +122,31 @@ PROFILES = {
         preset="tiny", vocab_size=4096, steps=3000, document_batch=64, lr=1e-3, seeds=(0, 1, 2),
         transfer=TransferSettings(), head_seeds={"cls": 5, "ret": 3, "cap": 1}, log_every=20, save_every=500),
 }
+
+
+WORLDS = ("v1", "calibrated")  # lcl_core.data.world.WORLD_PRESETS
+
+
+def recipe_on(profile: str, world: str = "v1") -> Profile:
+    """The profile's recipe on the named world: ``v1`` (the world every result committed before issue 24 ran
+    on, the profile as written) or ``calibrated`` (pages as real MMC4 pages are, docs/realism.md: the
+    profile's world with :data:`~lcl_core.data.world.CALIBRATED` knobs, named ``<profile>-calibrated``)."""
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    if world not in WORLDS:
+        raise KeyError(f"unknown world {world!r}; choose from {', '.join(WORLDS)}")
+    recipe = PROFILES[profile]
+    if world == "v1":
+        return recipe
+    from ..data.world import WORLD_PRESETS
+
+    return dataclasses.replace(recipe, name=f"{recipe.name}-{world}",
+                               world=dict(recipe.world, knobs=WORLD_PRESETS[world]))
+
+
+def default_out(recipe: Profile) -> Path:
+    """Where a reproduction of ``recipe`` works unless told: one folder per profile and world."""
+    return Path("runs") / "reproduce" / f"table1-{recipe.name}"
 
 
 def current_commit() -> str:
@@ -268,19 +295,17 @@ def evaluate_cached(out: Path, key: str, model, tokenizer, eval_root: Path, *, s
     return results, False
 
 
-def reproduce_table1(*, profile: str = "cpu", seeds: Sequence[int] | None = None, world_seed: int = 0,
-                     out: str | Path | None = None, report_dir: str | Path | None = None,
+def reproduce_table1(*, profile: str = "cpu", world: str = "v1", seeds: Sequence[int] | None = None,
+                     world_seed: int = 0, out: str | Path | None = None, report_dir: str | Path | None = None,
                      progress: Callable[[str], None] = print) -> dict:
     """Train, evaluate and judge every row; returns the results document (also written to the report)."""
-    if profile not in PROFILES:
-        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    recipe = PROFILES[profile]
+    recipe = recipe_on(profile, world)
     seeds = tuple(seeds if seeds is not None else recipe.seeds)
-    out = Path(out or Path("runs") / "reproduce" / f"table1-{profile}")
+    out = Path(out or default_out(recipe))
     report_dir = Path(report_dir or out / "report")
-    command = (f"lcl reproduce table1 --profile {profile} --seeds {' '.join(map(str, seeds))} "
-               f"--world-seed {world_seed} --out {out}" + (f" --report {report_dir}" if report_dir != out / "report"
-                                                           else ""))
+    command = (f"lcl reproduce table1 --profile {profile}" + ("" if world == "v1" else f" --world {world}")
+               + f" --seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out}"
+               + (f" --report {report_dir}" if report_dir != out / "report" else ""))
     started, commit = time.perf_counter(), current_commit()  # the code as it was when the reproduction started
     progress(f"$ {command}")
     setting = prepare_setting(recipe, out, world_seed=world_seed, progress=progress)
@@ -448,8 +473,9 @@ def _rank(summary: dict, header: str, labels: list[str]) -> None:
 
 def main_table1(args) -> int:
     try:
-        results = reproduce_table1(profile=args.profile, seeds=args.seeds, world_seed=args.world_seed, out=args.out,
-                                   report_dir=args.report, progress=lambda message: print(message, flush=True))
+        results = reproduce_table1(profile=args.profile, world=args.world, seeds=args.seeds,
+                                   world_seed=args.world_seed, out=args.out, report_dir=args.report,
+                                   progress=lambda message: print(message, flush=True))
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"lcl reproduce: error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
