@@ -360,3 +360,33 @@ def run_picker(labels: Sequence[str], show_run: Callable[[str], None], *, intera
 
     choice = widgets.Dropdown(options=list(labels), value=labels[0], description="run")
     display(choice, widgets.interactive_output(show_run, {"label": choice}))
+
+
+def plot_realism(results: Sequence[Any], *, real: Mapping[str, tuple[float, float]],
+                 tolerances: Mapping[str, float], labels: Mapping[str, str]):
+    """One panel per statistic of :mod:`lcl_core.data.realism`: each source's value (``results``: its
+    ``Realism`` objects) as a bar, the real sample's value as a line inside its shaded tolerance band."""
+    fig, axes = new_axes(len(tolerances), width=3.0, height=2.8, rows=2)
+    for ax, name in zip(axes, tolerances):
+        centre = real[name][0]
+        ax.axhspan(centre - tolerances[name], centre + tolerances[name], color="tab:green", alpha=0.2)
+        ax.axhline(centre, color="tab:green", linewidth=1)
+        ax.bar(range(len(results)), [r.values[name] for r in results], color="tab:blue")
+        ax.set_xticks(range(len(results)), [r.source for r in results], rotation=30, ha="right", fontsize=8)
+        ax.set_title(_wrap(labels[name], width=30, lines=2), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity_matrix(ax, record: dict, *, title: str) -> None:
+    """An MMC4 page's image × sentence similarities, each image's matched sentence marked with a cross."""
+    from matplotlib.ticker import MaxNLocator
+
+    matrix = torch.tensor(record["similarity_matrix"], dtype=torch.float32)
+    shown = ax.imshow(matrix.numpy(), aspect="auto", cmap="viridis")
+    for row, info in enumerate(record["image_info"]):
+        ax.scatter(info["matched_text_index"], row, marker="x", color="red", s=30)
+    ax.figure.colorbar(shown, ax=ax, fraction=0.04)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    label(ax, title=title, xlabel="sentence", ylabel="image")

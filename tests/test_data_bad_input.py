@@ -38,6 +38,8 @@ GOOD = ("good.png", 0, 0.3)
     ("no images at all", doc(), {}, "no_images", 0),
     ("odd size", doc(GOOD, ("thin.png", 1, 0.3)), {"thin.png": png((2, 40))}, "odd_image_size", 1),
     ("malformed document", {"url": "u", "text_list": "x"}, {}, "malformed_document", 0),
+    ("layout token in text", {**doc(GOOD), "text_list": ["hello <start_of_img> world", "x", "y"]}, {},
+     "image_token_in_text", 0),
 ])
 def test_each_bad_input_is_a_counted_skip(tmp_path, case, line, images, reason, samples):
     shard(tmp_path, [doc(GOOD), line], images={"good.png": png(), **images})

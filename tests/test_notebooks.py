@@ -22,6 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from lcl_core.data.realism import REAL_SAMPLE
 from lcl_core.config import get_preset
 from lcl_core.exercises import EXERCISES, lookup
 from lcl_core.notebooks import (PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, repo_root,
@@ -128,6 +129,11 @@ def test_01_data_statistics_and_token_layout(smoke):
     density = {v: knobs[("images_per_doc", v)]["images_per_document"] for v in (1.5, 6.0)}
     dropped = {v: knobs[("misalign_prob", v)]["share_below_threshold"] for v in (0.0, 0.5)}
     assert density[6.0] > 2 * density[1.5] and dropped[0.5] > dropped[0.0] + 0.1
+    realism = r["realism"]  # what the text before an image says: the calibrated world moves toward real pages
+    assert realism["calibrated world"]["near_before_share"] > realism["v1 world"]["near_before_share"] + 0.25
+    assert realism["calibrated world"]["z_matched"] < realism["v1 world"]["z_matched"]
+    if real is not None:
+        assert realism["real MMC4"] == pytest.approx({k: v for k, (v, _) in REAL_SAMPLE.items()}, abs=1e-3)
     n, layout = r["num_image_tokens"], r["layout"]
     assert layout["length"] <= r["context_length"]
     assert (layout["first"], layout["last"]) == ("<start_of_text>", "<end_of_text>")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 
 from lcl_core.sequences import (
-    contrastive_mask, generation_mask, image_token_sources, interleaved_sequence, pad_rows, soi_positions,
-    paired_sequence, text_query,
+    LayoutTokenInText, contrastive_mask, generation_mask, image_token_sources, interleaved_sequence, pad_rows,
+    soi_positions, paired_sequence, text_query,
 )
+from conftest import shared_path
 
 SOT, EOT, IMG, SOI, EOI, PAD = 49406, 49407, 49408, 49409, 49410, 49411
 A_RED_SQUARE = [320, 736, 3999]
@@ -95,3 +99,22 @@ def test_padding_is_never_a_target(clip_tok):
     assert ids[1].tolist() == [SOT, 320, PAD, PAD]
     gen = generation_mask(ids, img_id=IMG, eoi_id=EOI, pad_id=PAD)
     assert gen.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_sentences_tokenised_one_by_one_equal_the_joined_page_except_across_repaired_mojibake(clip_tok):
+    """The README's deviation from the official tokenizer, which runs ftfy.fix_text on the joined text: a hand
+    case where it differs, and its frequency on the real MMC4 sample (none of 107 pages)."""
+    first, second = "The price is 5 â€", "™ great"
+    assert clip_tok.encode(first) + clip_tok.encode(second) != clip_tok.encode(f"{first} {second}")
+    sample = shared_path("fixtures", "mmc4-sample", "docs_no_face_shard_151_v3.jsonl")
+    pages = [json.loads(line)["text_list"] for line in sample.read_text().splitlines()]
+    assert len(pages) == 107 and all([i for s in page for i in clip_tok.encode(s)] == clip_tok.encode(" ".join(page))
+                                     for page in pages)
+
+
+def test_text_that_spells_an_image_layout_token_is_refused(clip_tok):
+    with pytest.raises(LayoutTokenInText, match="image-layout token"):
+        interleaved_sequence(clip_tok, ["see <start_of_img> here", 0], num_image_tokens=3, context_length=64)
+    with pytest.raises(LayoutTokenInText):
+        paired_sequence(clip_tok, "an <end_of_img> caption", num_image_tokens=3, context_length=64, image_first=True)
+    assert interleaved_sequence(clip_tok, ["see start of img here", 0], num_image_tokens=3, context_length=64).ids

@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..sequences import LayoutTokenInText
 from ..images import image_transform
 from ..tokenizer import Tokenizer
 from .assets import stable_int
@@ -384,9 +385,10 @@ class ShardedStream(IterableDataset):
                 self.records_read += 1
                 try:
                     samples = self._samples(raw, random.Random(stable_int(self.seed, epoch, path.name, index)))
-                except Skip as skip:
-                    self.count(skip.reason)
-                    self.records_skipped[skip.reason] += 1
+                except (Skip, LayoutTokenInText) as skip:
+                    reason = skip.reason if isinstance(skip, Skip) else "image_token_in_text"
+                    self.count(reason)
+                    self.records_skipped[reason] += 1
                     continue
                 for part, sample in enumerate(samples):
                     if cursor is not None and (unit, index) == (cursor["unit"], cursor["record"]) \
