@@ -54,8 +54,8 @@ def one(args) -> dict:
     return {"row": args.row, "lever": args.one, "threads": args.threads, "steps": args.steps,
             "wall_s": round(time.perf_counter() - started, 2), "first_steps_s": [round(t, 3) for t in times[:3]],
             "median_step_s": round(statistics.median(times[5:]), 4), "final_loss": run.history[-1]["loss"],
-            "processor": platform.processor() or platform.machine(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__}
+            "processor": platform.processor() or platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
 
 
 def main() -> None:

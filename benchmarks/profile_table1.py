@@ -153,6 +153,24 @@ def profile_unit(args) -> dict:
             "folder": str(out)}
 
 
+COPIES = ("copy", "cat", "contiguous", "clone", "index", "gather", "scatter", "_to", "empty", "zero", "fill")
+
+
+def operator_group(name: str) -> str:
+    """A profiler event's group; the DataLoader's own time (reading, decoding, tokenising) is the data feed."""
+    if "DataLoader" in name:
+        return "data feed"
+    if any(s in name for s in ("mm", "linear", "matmul", "addmm", "bmm", "baddbmm")):
+        return "matrix products"
+    if "attention" in name:
+        return "attention"
+    if "Optimizer" in name or "adam" in name.lower() or "foreach" in name:
+        return "optimizer"
+    if any(s in name for s in COPIES):
+        return "copies/layout"
+    return "elementwise/norm/other"
+
+
 def torch_profile(args, folder: str) -> dict:
     """``--torch-profile-steps`` more steps of the unit's run spec, by operator (self CPU time)."""
     from lcl_core.training import RunSpec, train_run
@@ -168,13 +186,7 @@ def torch_profile(args, folder: str) -> dict:
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:25]
     groups = defaultdict(float)
     for e in events:
-        name = e.key
-        group = ("matrix products" if any(s in name for s in ("mm", "linear", "matmul", "addmm", "bmm", "baddbmm"))
-                 else "attention" if "attention" in name else "optimizer" if "adam" in name.lower() or "foreach" in name
-                 else "copies/layout" if any(s in name for s in ("copy", "cat", "contiguous", "clone", "index", "gather",
-                                                                   "scatter", "to", "empty", "zero", "fill"))
-                 else "elementwise/norm/other")
-        groups[group] += e.self_cpu_time_total
+        groups[operator_group(e.key)] += e.self_cpu_time_total
     return {"steps": args.torch_profile_steps, "self_cpu_total_s": total / 1e6,
             "share_by_group": {k: round(v / total, 3) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
             "top_ops": [[e.key, round(e.self_cpu_time_total / 1e6, 3), e.count] for e in top]}

@@ -13,7 +13,9 @@ import pytest
 
 from lcl_core.reproduce.claims import CLAIMS, EQUIVALENCE_MARGIN, PRECONDITIONS, Claim, judge, judge_all
 from lcl_core.reproduce.stats import binomial_half_width, interval, paired_difference
-from lcl_core.reproduce.table1 import PROFILES, ROWS
+from lcl_core.cli import main as lcl_main
+from lcl_core.reproduce import table1
+from lcl_core.reproduce.table1 import DIRTY, PROFILES, ROWS, source_commit
 from lcl_core.transfer.results import TABLE1_COLUMNS
 
 from training_helpers import kill_when, run_quietly
@@ -147,3 +149,18 @@ def test_smoke_reproduction_runs_on_the_calibrated_world_and_says_which_world(tm
     assert manifest["knobs"]["page_style"] == "restating" and manifest["content_sha256"] == results["world"][
         "content_sha256"]
     assert {c["verdict"] for c in results["claims"]["claims"]} <= {"holds", "fails", "inconclusive"}
+
+
+def test_a_reproduction_from_uncommitted_code_is_refused_unless_asked_for_and_then_says_so(tmp_path, monkeypatch,
+                                                                                          capsys):
+    monkeypatch.setattr(table1, "current_commit", lambda: "c0ffee")
+    assert source_commit("cpu") == "c0ffee"
+    monkeypatch.setattr(table1, "current_commit", lambda: "c0ffee" + DIRTY)
+    assert source_commit("cpu", allow_dirty=True) == "c0ffee (with uncommitted changes)"
+    assert source_commit("smoke") == "c0ffee" + DIRTY  # the path check is never a result
+    with pytest.raises(ValueError, match="uncommitted changes .* or pass --allow-dirty"):
+        source_commit("gpu")
+    for table in ("table1", "ablations"):  # refused before anything is built or written
+        out = tmp_path / table
+        assert lcl_main(["reproduce", table, "--profile", "cpu", "--world", "calibrated", "--out", str(out)]) == 2
+        assert "commit them first" in capsys.readouterr().err and not out.exists()

@@ -306,8 +306,8 @@ def main(args) -> int:
         if truth is not None:
             print(truth_line(result.source, truth))
         if window is not None:
-            print(f"{result.source}: a window of {window['context_length']} tokens ({window['image_tokens']} per image, "
-                  f"{args.tokenizer} tokenizer) keeps {window['images_kept']:.0%} of a page's chosen images and "
+            print(f"{result.source}: a window of {window['context_length']} tokens ({window['image_tokens']} per "
+                  f"image, {args.tokenizer} tokenizer) keeps {window['images_kept']:.0%} of a page's chosen images and "
                   f"{window['sentences_kept']:.0%} of its sentences whole (mean over {window['pages']} pages)")
     return 0
 

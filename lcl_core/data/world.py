@@ -68,10 +68,10 @@ class WorldKnobs:
     def __post_init__(self) -> None:
         if self.page_style not in PAGE_STYLES:
             raise ValueError(f"unknown page_style {self.page_style!r}; choose from {', '.join(PAGE_STYLES)}")
-        if self.page_style == "v1" and self.restating():
-            raise ValueError(f"{', '.join(self.restating())} act on page_style 'restating' pages only")
+        if self.page_style == "v1" and self.changed_restating_knobs():
+            raise ValueError(f"{', '.join(self.changed_restating_knobs())} act on page_style 'restating' pages only")
 
-    def restating(self) -> list[str]:
+    def changed_restating_knobs(self) -> list[str]:
         """The restating-page knobs set away from their defaults."""
         return [name for name in RESTATING_KNOBS if getattr(self, name) != 0.0]
 
@@ -90,7 +90,7 @@ RESTATING_KNOBS = ("subject_focus", "restate_intro", "restate_before", "restate_
                    "topical_filler", "restate_detail_prob")
 
 
-# the world the first reproductions ran on (docs/results/*/cpu-… say which): one sentence describes each image
+# the world of every result committed before issue 24 (docs/results/): one sentence describes each image
 V1 = WorldKnobs()
 # pages as real MMC4 pages are, by what they say (docs/realism.md): every statistic of `lcl data realism` within
 # the tolerance of the real sample. sim_noise 0.02, not 0.03: the real sample's whole image × sentence residual
@@ -185,11 +185,12 @@ def _showing(subject: dict, scene: dict) -> dict:
 def _restating_plan(rng: random.Random, scenes: list[dict], described: list[bool], knobs: WorldKnobs,
                     topic: str, subject: dict, lib) -> tuple[list[tuple[str, set]], list[int | None], list[bool]]:
     """A page about one subject (``page_style="restating"``), as real MMC4 pages are: a title naming it,
-    full descriptions of it (``restate_intro``) and leaked descriptions (``leak_prob``), then per image sentences restating part of it
-    (``restate_before``), its own description unless it has none (``loose_description_prob``: then the page
-    matches it to the best of the loose ones), more restatements (``restate_after``); filler anywhere after
-    the title restates one of the page's images (``topical_filler``) or is boilerplate. So the text before
-    an image often says about as much about it as the sentence it is matched to."""
+    full descriptions of it (``restate_intro``) and leaked descriptions (``leak_prob``), then per image
+    sentences restating part of it (``restate_before``), its own description unless it has none
+    (``loose_description_prob``: then the page matches it to the best of the loose ones), more restatements
+    (``restate_after``); filler anywhere after the title restates one of the page's images
+    (``topical_filler``) or is boilerplate. So the text before an image often says about as much about it
+    as the sentence it is matched to."""
     counts = np.random.default_rng(rng.getrandbits(32))
 
     def restating(scene):

@@ -43,8 +43,8 @@ from .claims import (ALL_COLUMNS, CAPTIONING, CLASSIFICATION_RETRIEVAL, EQUIVALE
                      Composite, judge_all)
 from .report import LATENT_COLUMNS
 from .stats import interval, paired_difference
-from .table1 import (Progress, Row, current_commit, default_out, machine, make_unit, prepare_setting, recipe_on,
-                     run_units)
+from .table1 import (Progress, Row, default_out, machine, make_unit, prepare_setting, recipe_on, run_units,
+                     source_commit)
 
 SCHEMA = "lcl-ablation/1"
 EQUIVALENCE_COLUMNS = ("IN-1k", "COCO TR@1", "COCO IR@1")
@@ -189,11 +189,12 @@ def unit_key(unit) -> str:
 def reproduce_ablations(*, profile: str = "cpu", world: str = "v1", only: Sequence[str] | None = None,
                         seeds: Sequence[int] | None = None, world_seed: int = 0, out: str | Path | None = None,
                         report_dir: str | Path | None = None, points: Sequence[str] | None = None,
-                        progress: Callable[[str], None] = print) -> dict[str, dict]:
+                        allow_dirty: bool = False, progress: Callable[[str], None] = print) -> dict[str, dict]:
     """Train, evaluate and judge the grids ``only`` (default all); returns {grid: results document}.
     ``points``: only the points with these labels (e.g. ``["p = 0.25"]``; the claims then lack their other
     rows and are inconclusive), to rerun one point of a grid."""
     recipe = recipe_on(profile, world)
+    commit = source_commit(profile, allow_dirty=allow_dirty)
     names = list(only or GRIDS)
     unknown = [name for name in names if name not in GRIDS]
     if unknown:
@@ -215,7 +216,7 @@ def reproduce_ablations(*, profile: str = "cpu", world: str = "v1", only: Sequen
                + f" --only {' '.join(names)} "
                f"--seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out} --report {report_dir}"
                + ("" if points is None else " --points " + " ".join(f"'{label}'" for label in points)))
-    started, commit = time.perf_counter(), current_commit()
+    started = time.perf_counter()
     progress(f"$ {command}")
     settings: dict[str, object] = {}
 
@@ -351,7 +352,7 @@ def main_ablations(args) -> int:
     try:
         documents = reproduce_ablations(profile=args.profile, world=args.world, only=args.only, seeds=args.seeds,
                                         world_seed=args.world_seed, out=args.out, report_dir=args.report,
-                                        points=args.points,
+                                        points=args.points, allow_dirty=args.allow_dirty,
                                         progress=lambda message: print(message, flush=True))
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"lcl reproduce: error: {error.args[0] if error.args else error}", file=sys.stderr)

@@ -21,6 +21,9 @@ def add_arguments(parser) -> None:
                              help="v1: the world the committed results ran on; calibrated: pages as real MMC4 pages "
                                   "are (docs/realism.md); works in runs/reproduce/table1-PROFILE-calibrated")
         command.add_argument("--seeds", type=int, nargs="+", help="pre-training seeds (default: the profile's)")
+        command.add_argument("--allow-dirty", action="store_true",
+                             help="run from a checkout with uncommitted changes (refused otherwise, but on the smoke "
+                                  "profile); the results then say '(with uncommitted changes)'")
         command.add_argument("--world-seed", type=int, default=0, help="seed of the offline world (default 0)")
         command.add_argument("--out", type=Path, help="work folder (default runs/reproduce/table1-PROFILE; the "
                                                       "ablations share it with Table 1 and reuse its runs)")

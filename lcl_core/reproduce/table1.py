@@ -159,7 +159,21 @@ def current_commit() -> str:
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    return head + (" (with uncommitted changes)" if dirty else "")
+    return head + (DIRTY if dirty else "")
+
+
+DIRTY = " (with uncommitted changes)"
+
+
+def source_commit(profile: str, *, allow_dirty: bool = False) -> str:
+    """The commit a reproduction runs from, as its results record it. A result is evidence only if it comes
+    from committed code, so a tree with uncommitted changes is refused unless ``allow_dirty`` (then the
+    commit says so) — except on the ``smoke`` profile, which checks the path and is never a result."""
+    commit = current_commit()
+    if commit.endswith(DIRTY) and not allow_dirty and profile != "smoke":
+        raise ValueError(f"the checkout has uncommitted changes (git status): commit them first, so the result "
+                         f"records the code it came from, or pass --allow-dirty and it will say{DIRTY}")
+    return commit
 
 
 def machine() -> dict:
@@ -297,16 +311,18 @@ def evaluate_cached(out: Path, key: str, model, tokenizer, eval_root: Path, *, s
 
 def reproduce_table1(*, profile: str = "cpu", world: str = "v1", seeds: Sequence[int] | None = None,
                      world_seed: int = 0, out: str | Path | None = None, report_dir: str | Path | None = None,
-                     progress: Callable[[str], None] = print) -> dict:
-    """Train, evaluate and judge every row; returns the results document (also written to the report)."""
+                     allow_dirty: bool = False, progress: Callable[[str], None] = print) -> dict:
+    """Train, evaluate and judge every row; returns the results document (also written to the report).
+    Refused from a checkout with uncommitted changes unless ``allow_dirty`` (:func:`source_commit`)."""
     recipe = recipe_on(profile, world)
+    commit = source_commit(profile, allow_dirty=allow_dirty)  # the code as it was when the reproduction started
     seeds = tuple(seeds if seeds is not None else recipe.seeds)
     out = Path(out or default_out(recipe))
     report_dir = Path(report_dir or out / "report")
     command = (f"lcl reproduce table1 --profile {profile}" + ("" if world == "v1" else f" --world {world}")
                + f" --seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out}"
                + (f" --report {report_dir}" if report_dir != out / "report" else ""))
-    started, commit = time.perf_counter(), current_commit()  # the code as it was when the reproduction started
+    started = time.perf_counter()
     progress(f"$ {command}")
     setting = prepare_setting(recipe, out, world_seed=world_seed, progress=progress)
     world, pair_batch, images_per_row = setting.world, setting.pair_batch, setting.images_per_row
@@ -475,7 +491,7 @@ def main_table1(args) -> int:
     try:
         results = reproduce_table1(profile=args.profile, world=args.world, seeds=args.seeds,
                                    world_seed=args.world_seed, out=args.out, report_dir=args.report,
-                                   progress=lambda message: print(message, flush=True))
+                                   allow_dirty=args.allow_dirty, progress=lambda message: print(message, flush=True))
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"lcl reproduce: error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
