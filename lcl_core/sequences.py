@@ -39,7 +39,8 @@ class LayoutTokenInText(ValueError):
     laid out, its row would hold more ``<soi>`` than images. The readers count it as a skip."""
 
 
-def _token_ids(tok: Tokenizer, text: str | Sequence[int]) -> list[int]:
+def token_ids(tok: Tokenizer, text: str | Sequence[int]) -> list[int]:
+    """A text piece's token ids (refusing image-layout tokens: :class:`LayoutTokenInText`), or ids as given."""
     if not isinstance(text, str):
         return list(text)
     ids = tok.encode(text)
@@ -57,7 +58,7 @@ def paired_sequence(
     image_first: bool,
 ) -> list[int]:
     """One (image, caption) pair as an image-first (captioning) or text-first (contrastive) row."""
-    text = _token_ids(tok, caption)[: context_length - num_image_tokens - 4]  # room for <sot>/<eot>, <soi>, <eoi>
+    text = token_ids(tok, caption)[: context_length - num_image_tokens - 4]  # room for <sot>/<eot>, <soi>, <eoi>
     if image_first:
         return image_block(tok, num_image_tokens) + text + [tok.eot_id]
     return [tok.sot_id] + text + image_block(tok, num_image_tokens)
@@ -66,7 +67,7 @@ def paired_sequence(
 def text_query(tok: Tokenizer, text: str | Sequence[int], *, context_length: int) -> list[int]:
     """``[<sot> text <soi>]``: the text feature LCL uses for zero-shot and retrieval is the causal
     output at that ``<soi>`` (the context that predicts an image)."""
-    ids = _token_ids(tok, text)[: context_length - 2]
+    ids = token_ids(tok, text)[: context_length - 2]
     return [tok.sot_id] + ids + [tok.soi_id]
 
 
@@ -96,7 +97,7 @@ def interleaved_sequence(
             body += image_block(tok, num_image_tokens)
             order.append(seg)
         else:
-            body += _token_ids(tok, seg)
+            body += token_ids(tok, seg)
     ids = [tok.sot_id] + body + [tok.eot_id]
     truncated = len(ids) > context_length
     if truncated:

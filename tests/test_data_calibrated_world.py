@@ -59,6 +59,10 @@ def test_the_calibrated_pages_say_more_about_each_image_before_it_by_their_own_g
 
 
 class WordTokenizer:
+    """One token per word; the layout tokens as words no text uses."""
+
+    sot_id, eot_id, img_id, soi_id, eoi_id = "<sot>", "<eot>", "<img>", "<soi>", "<eoi>"
+
     def encode(self, text: str) -> list[str]:
         return text.split()
 

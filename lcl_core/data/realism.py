@@ -49,6 +49,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..sequences import LayoutTokenInText, interleaved_sequence, token_ids
 from .mmc4 import MAX_IMAGES, SIM_THRESHOLD, MMC4Dataset, interleave, read_documents, select_images
 
 NEAR_MARGIN = 0.02  # "about as similar": within this of the matched similarity
@@ -197,30 +198,33 @@ def read_pages(path: str | Path, *, limit: int | None = None) -> list[dict]:
 
 def window_coverage(documents: Iterable[dict], tokenizer, *, context_length: int, num_image_tokens: int,
                     seed: int = 0, img_first_prob: float = 0.5) -> dict:
-    """What a training window keeps of each page, laid out as :class:`~lcl_core.data.mmc4.MMC4Dataset` lays
-    it out (the official rules choose the images, each goes before or after its sentence at even odds, every
-    sentence tokenised on its own, ``<sot>`` … ``<eot>``): the mean over pages of the share of the chosen
-    images whose block fits, and of the page's sentences that fit whole. ``seed`` fixes the choices."""
+    """What a training window keeps of each page, laid out by the training reader's own rules (the official
+    rules choose the images, each goes before or after its sentence at even odds, and
+    :func:`~lcl_core.sequences.interleaved_sequence` lays out and truncates the row): the mean over pages of
+    the share of the chosen images the row keeps, and of the page's sentences it keeps whole. A page whose
+    text spells a layout token is left out, as the reader skips it. ``seed`` fixes the choices."""
     rng = random.Random(seed)
-    images, sentences_kept, pages = [], [], 0
+    images, sentences_kept = [], []
     for document in documents:
         sentences = [str(s) for s in document.get("text_list", [])]
         infos = [i for i in document.get("image_info", []) if 0 <= int(i["matched_text_index"]) < len(sentences)]
         chosen = select_images(infos, sim_threshold=SIM_THRESHOLD, max_images=MAX_IMAGES, rng=rng)
         if not chosen:
             continue
-        pages += 1
-        position, kept_images, kept_sentences = 1, 0, 0  # after <sot>; <eot> takes the window's last place
-        for segment in interleave(sentences, [sentence for sentence, _ in chosen], rng, img_first_prob):
-            size = num_image_tokens + 2 if isinstance(segment, int) else len(tokenizer.encode(segment))
-            if position + size > context_length - 1:
-                break
-            position += size
-            kept_images += isinstance(segment, int)
-            kept_sentences += not isinstance(segment, int)
-        images.append(kept_images / len(chosen))
-        sentences_kept.append(kept_sentences / len(sentences))
-    return {"pages": pages, "context_length": context_length, "image_tokens": num_image_tokens,
+        segments = interleave(sentences, [sentence for sentence, _ in chosen], rng, img_first_prob)
+        try:  # tokenised once: the layout takes token ids, and their lengths say which sentences fit whole
+            segments = [s if isinstance(s, int) else token_ids(tokenizer, s) for s in segments]
+        except LayoutTokenInText:
+            continue
+        row = interleaved_sequence(tokenizer, segments, num_image_tokens=num_image_tokens,
+                                   context_length=context_length)
+        end, whole = 1, 0  # after <sot>; the row's last place is <eot>
+        for segment in segments:
+            end += num_image_tokens + 2 if isinstance(segment, int) else len(segment)
+            whole += not isinstance(segment, int) and end <= len(row.ids) - 1
+        images.append(len(row.image_indices) / len(chosen))
+        sentences_kept.append(whole / len(sentences))
+    return {"pages": len(images), "context_length": context_length, "image_tokens": num_image_tokens,
             "images_kept": float(np.mean(images)) if images else math.nan,
             "sentences_kept": float(np.mean(sentences_kept)) if sentences_kept else math.nan}
 
