@@ -11,7 +11,8 @@ import zipfile
 
 import pytest
 
-from lcl_core.data.realism import REAL_SAMPLE, STATISTICS, TOLERANCES, mmc4_files, read_pages, realism
+from lcl_core.data.realism import (REAL_SAMPLE, REAL_SAMPLE_COUNTS, STATISTICS, TOLERANCES, mmc4_files, read_pages,
+                                   realism)
 from conftest import shared_path
 
 SAMPLE = ("fixtures", "mmc4-sample", "docs_no_face_shard_151_v3.jsonl")
@@ -74,6 +75,7 @@ def test_the_real_sample_gives_its_hand_checked_values():
     the whole matrix): 396 images at or above 0.24, 340 with a sentence before, 217 of them near."""
     result = realism(read_pages(shared_path(*SAMPLE)), bootstrap=200)
     assert (result.pages, result.images, result.images_with_text_before) == (107, 396, 340)
+    assert REAL_SAMPLE_COUNTS == {"pages": 107, "images": 396, "images_with_text_before": 340}
     hand = {"matched_minus_page_mean": 0.0671197, "z_matched": 1.5746759, "z_best_before": 1.1834108,
             "near_before_share": 217 / 340, "z_previous": 0.1207667, "median_sentences": 17.0}
     for name, value in hand.items():
@@ -102,7 +104,7 @@ def test_every_public_shard_naming_and_a_kit_world_are_read(tmp_path):
     shutil.copy(folder / "docs_shard_7_v2.jsonl.zip", world / "mmc4")
     assert [f.name for f in mmc4_files(world)] == ["docs_shard_7_v2.jsonl.zip"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no MMC4 shards"):
+    with pytest.raises(FileNotFoundError, match="no files matching"):
         mmc4_files(tmp_path / "empty")
 
 
@@ -116,7 +118,7 @@ def test_lcl_data_realism_prints_the_paths_side_by_side_and_refuses_a_missing_on
                                         text=True, check=True).stdout)
     assert as_json[0]["statistics"]["near_before_share"]["value"] == pytest.approx(217 / 340)
     missing = subprocess.run(command + [str(tmp_path / "nowhere")], capture_output=True, text=True)
-    assert missing.returncode == 2 and "no such file or folder" in missing.stdout
+    assert missing.returncode == 2 and "does not exist" in missing.stdout
     no_corpus = subprocess.run(command + [str(sample), "--window", "128", "--tokenizer", "trained"],
                                capture_output=True, text=True)
     assert no_corpus.returncode == 2 and "needs a kit world" in no_corpus.stdout

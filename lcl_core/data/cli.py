@@ -12,7 +12,7 @@ from .mmc4 import SIM_THRESHOLD, document_statistics, read_documents
 
 
 def add_arguments(parser) -> None:
-    from .world import EvalSizes, WorldKnobs
+    from .world import WORLD_PRESETS, EvalSizes, WorldKnobs
 
     sub = parser.add_subparsers(dest="action", required=True)
     world = sub.add_parser("world", help="generate the offline interleaved world")
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
     world.add_argument("--image-size", type=int, default=32)
     world.add_argument("--pairs", type=int, default=None, help="LAION-style pairs (default: as many as docs)")
     world.add_argument("--processes", type=int, default=None)
-    world.add_argument("--preset", choices=("v1", "calibrated"), default="v1",
+    world.add_argument("--preset", choices=tuple(WORLD_PRESETS), default="v1",
                        help="the world knobs to start from: v1 (one sentence describes each image; the committed "
                             "results' world) or calibrated (pages as real MMC4 pages are, docs/realism.md); the knob "
                             "flags below change single knobs of it")

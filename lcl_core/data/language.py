@@ -124,9 +124,10 @@ def restating_sentence(scene: dict, rng: random.Random, detail_prob: float) -> t
     details = [key for key in ("size", "position", "background") if scene.get(key)]
     if details and rng.random() < detail_prob:
         key = rng.choice(details)
-        phrase += {"size": f", the {scene['size']} one", "position": f" {POSITION_PHRASES.get(scene['position'], '')}",
-                   "background": f", {BACKGROUND_PHRASES.get(scene['background'], '')}"}[key]
-        mentions.add(f"{key}:{scene[key]}")
+        value = scene[key]
+        phrase += (f", the {value} one" if key == "size" else f" {POSITION_PHRASES[value]}" if key == "position"
+                   else f", {BACKGROUND_PHRASES[value]}")
+        mentions.add(f"{key}:{value}")
     return rng.choice(RESTATING_TEMPLATES).format(d=phrase), mentions
 
 

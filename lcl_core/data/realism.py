@@ -51,14 +51,15 @@ import numpy as np
 
 from ..sequences import LayoutTokenInText, interleaved_sequence, token_ids
 from .mmc4 import MAX_IMAGES, SIM_THRESHOLD, MMC4Dataset, interleave, read_documents, select_images
+from .streaming import expand_paths
 
 NEAR_MARGIN = 0.02  # "about as similar": within this of the matched similarity
 PER_IMAGE = ("matched_minus_page_mean", "z_matched", "matched_is_best_share", "matched_position", "before_share")
 BEFORE = ("z_best_before", "near_before_share", "z_previous", "better_before_share")
 PER_MATRIX = ("residual_variance", "sentence_effect_share")  # pages with at least 2 images and 2 sentences
-STATISTICS = PER_IMAGE[:2] + BEFORE[:3] + ("median_sentences", "before_share", "better_before_share",
-                                            "matched_is_best_share", "matched_position", "images_per_page",
-                                            "sentence_effect_share", "residual_spread")
+STATISTICS = ("matched_minus_page_mean", "z_matched", "z_best_before", "near_before_share", "z_previous",
+              "median_sentences", "before_share", "better_before_share", "matched_is_best_share", "matched_position",
+              "images_per_page", "sentence_effect_share", "residual_spread")  # in the order they are shown
 
 # the real MMC4 sample (docs_no_face_shard_151_v3.jsonl): (value, bootstrap standard error), measured with
 # this module and checked by hand in tests/test_data_realism.py
@@ -70,6 +71,7 @@ REAL_SAMPLE = {
     "z_previous": (0.121, 0.056),
     "median_sentences": (17.0, 1.19),
 }
+REAL_SAMPLE_COUNTS = {"pages": 107, "images": 396, "images_with_text_before": 340}
 # how far a calibrated world may be from the real sample (issue 24; a world drawn from the real distribution
 # passes all at once about 98 % of the time)
 TOLERANCES = {"matched_minus_page_mean": 0.010, "z_matched": 0.15, "z_best_before": 0.15, "near_before_share": 0.10,
@@ -172,18 +174,10 @@ def realism(documents: Iterable[dict], *, source: str = "", bootstrap: int = 100
 
 def mmc4_files(path: str | Path) -> list[Path]:
     """The MMC4 shards a path stands for: one ``.jsonl``/``.jsonl.zip`` file, a folder of them (every public
-    naming: ``docs_shard_*_v2``, ``docs_no_face_shard_*_v3``, the core sets…), or a kit world (its ``mmc4/``)."""
+    naming: ``docs_shard_*_v2``, ``docs_no_face_shard_*_v3``, the core sets…), or a kit world (its ``mmc4/``),
+    found as the training reader finds them."""
     path = Path(path)
-    if path.is_file():
-        return [path]
-    if (path / "world.json").is_file():
-        path = path / "mmc4"
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    files = sorted({f for pattern in MMC4Dataset.unit_patterns for f in path.glob(pattern) if f.is_file()})
-    if not files:
-        raise FileNotFoundError(f"{path}: no MMC4 shards ({' or '.join(MMC4Dataset.unit_patterns)}) in this folder")
-    return files
+    return expand_paths(path / "mmc4" if (path / "world.json").is_file() else path, MMC4Dataset.unit_patterns)
 
 
 def read_pages(path: str | Path, *, limit: int | None = None) -> list[dict]:
@@ -280,7 +274,9 @@ def table(results: Sequence[Realism]) -> str:
         lines.append("| " + " | ".join([LABELS[name], *cells, real, f"± {TOLERANCES[name]:g}" if name in TOLERANCES
                                         else ""]) + " |")
     counts = [f"{r.pages} pages, {r.images} images ({r.images_with_text_before} with text before)" for r in results]
-    lines.append("| counted | " + " | ".join(counts) + " | 107 pages, 396 images (340) | |")
+    real = REAL_SAMPLE_COUNTS
+    lines.append("| counted | " + " | ".join(counts) + f" | {real['pages']} pages, {real['images']} images "
+                 f"({real['images_with_text_before']}) | |")
     return "\n".join(lines)
 
 
@@ -317,16 +313,14 @@ def main(args) -> int:
 
 
 def _tokenizer(name: str, path: str | Path, vocab_size: int):
-    """``clip``; ``trained``: a BPE of ``vocab_size`` trained on a kit world's corpus, as the reproduction's; or a
-    saved tokenizer folder."""
-    from ..tokenizer import ClipTokenizer, TrainedTokenizer, load_tokenizer
+    """``trained``: a BPE of ``vocab_size`` trained on a kit world's corpus, as the reproduction's; else what
+    :func:`~lcl_core.tokenizer.load_tokenizer` reads (``clip`` or a saved tokenizer folder)."""
+    from ..tokenizer import TrainedTokenizer, load_tokenizer
 
-    if name == "clip":
-        return ClipTokenizer()
-    if name == "trained":
-        corpus = Path(path) / "corpus.txt"
-        if not corpus.is_file():
-            raise FileNotFoundError(f"--tokenizer trained needs a kit world ({corpus} is missing)")
-        with open(corpus, encoding="utf-8") as lines:
-            return TrainedTokenizer.train(lines, vocab_size=vocab_size)
-    return load_tokenizer(name)
+    if name != "trained":
+        return load_tokenizer(name)
+    corpus = Path(path) / "corpus.txt"
+    if not corpus.is_file():
+        raise FileNotFoundError(f"--tokenizer trained needs a kit world ({corpus} is missing)")
+    with open(corpus, encoding="utf-8") as lines:
+        return TrainedTokenizer.train(lines, vocab_size=vocab_size)

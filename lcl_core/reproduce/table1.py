@@ -42,6 +42,7 @@ import torch
 from ..config import get_preset
 from ..data import EvalSizes, WorldKnobs, cached_world
 from ..data.fingerprint import data_fingerprint
+from ..data.world import WORLD_PRESETS
 from ..data.paired import SAMPLES_PER_PAIR
 from ..diagnostics import final_value, latent_diagnostics
 from ..model import LCLModel
@@ -124,7 +125,7 @@ PROFILES = {
 }
 
 
-WORLDS = ("v1", "calibrated")  # lcl_core.data.world.WORLD_PRESETS
+WORLDS = tuple(WORLD_PRESETS)  # "v1", "calibrated"
 
 
 def recipe_on(profile: str, world: str = "v1") -> Profile:
@@ -138,8 +139,6 @@ def recipe_on(profile: str, world: str = "v1") -> Profile:
     recipe = PROFILES[profile]
     if world == "v1":
         return recipe
-    from ..data.world import WORLD_PRESETS
-
     return dataclasses.replace(recipe, name=f"{recipe.name}-{world}",
                                world=dict(recipe.world, knobs=WORLD_PRESETS[world]))
 
