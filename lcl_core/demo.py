@@ -1,7 +1,8 @@
 """``lcl demo``: the whole method in a few minutes on a laptop CPU, offline.
 
 1. builds the offline world of the reproduction's ``cpu`` recipe (interleaved documents in MMC4 format,
-   held-out evaluation sets; ``docs/results/table1/recipe.md`` says why each setting is what it is);
+   held-out evaluation sets; ``docs/results/table1/recipe.md`` says why each setting is what it is), on the
+   calibrated world unless ``--world v1`` (pages as real MMC4 pages are: ``docs/realism.md``);
 2. pre-trains the ``tiny-fast`` preset with LCL through the run builder ``lcl pretrain`` uses (which
    first trains a BPE tokenizer on the world's corpus);
 3. probes the frozen encoder on held-out object instances with ``lcl evaluate``'s own function
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from .data import ensure_world
 from .data.cli import world_flags
-from .reproduce.table1 import PROFILES
+from .data.world import DEFAULT_WORLD
+from .reproduce.table1 import PROFILES, WORLDS, recipe_on
 from .training import RunSpec, TrainConfig, train_run
 from .training.runs import run_folder
 from .transfer.cli import evaluate_checkpoint
@@ -36,6 +38,9 @@ PROBE_COLUMNS = (("retrieval TR@1", "ret", None, "tr@1"), ("retrieval IR@1", "re
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="folder for the world, the run and the report")
+    parser.add_argument("--world", choices=list(WORLDS), default=DEFAULT_WORLD,
+                        help=f"the offline world's pages (default {DEFAULT_WORLD}: as real MMC4 pages are, "
+                             "docs/realism.md; v1: one sentence describes each image)")
     parser.add_argument("--docs", type=int, default=RECIPE.world["docs"], help="documents in the offline world")
     parser.add_argument("--steps", type=int, default=1000, help="pre-training steps")
     parser.add_argument("--batch-size", type=int, default=RECIPE.document_batch)
@@ -49,7 +54,8 @@ def main(args) -> int:
     out = Path(args.out)
     world = out / "world"
 
-    settings = {**RECIPE.world, "docs": args.docs, "pairs": None}  # as many pairs as documents: the demo reads none
+    # as many pairs as documents: the demo reads none
+    settings = {**recipe_on(RECIPE.name, args.world).world, "docs": args.docs, "pairs": None}
     changed = world_flags(settings["knobs"], settings["eval_sizes"])
     print(f"[1/3] offline world: {args.docs} documents -> {world}")
     print(f"      $ lcl data world --out {world} --docs {args.docs} --seed {args.seed} {changed}")

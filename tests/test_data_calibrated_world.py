@@ -95,8 +95,9 @@ def test_lcl_data_world_starts_from_a_preset_and_single_knob_flags_change_it(tmp
 
 def test_a_profile_on_the_calibrated_world_changes_its_world_knobs_and_its_name_only():
     for name, recipe in PROFILES.items():
-        assert recipe_on(name) is recipe
-        calibrated = recipe_on(name, "calibrated")
+        assert recipe_on(name, "v1") is recipe
+        calibrated = recipe_on(name)  # the calibrated world is every profile's default
+        assert calibrated == recipe_on(name, "calibrated")
         assert calibrated.name == f"{name}-calibrated" and calibrated.world["knobs"] == CALIBRATED
         assert {k: v for k, v in calibrated.world.items() if k != "knobs"} == {
             k: v for k, v in recipe.world.items() if k != "knobs"}

@@ -6,6 +6,7 @@ import random
 import json
 import tarfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -202,11 +203,12 @@ def test_real_tier_adds_garments_and_stamps(tmp_path):
 def test_lcl_data_world_sets_knobs_and_evaluation_sizes(tmp_path):
     from lcl_core.cli import main as lcl
     from lcl_core.data.cli import world_flags
-    from lcl_core.data.world import WorldKnobs
+    from lcl_core.data.world import CALIBRATED, WorldKnobs
 
     knobs, sizes = WorldKnobs(sentences_median=8.0), EvalSizes(classification_val_per_class=2, flickr30k_test=3)
     flags = world_flags(knobs, sizes)
-    assert flags == "--sentences-median 8.0 --classification-val-per-class 2 --flickr30k-test 3"
+    assert flags == "--preset v1 --sentences-median 8.0 --classification-val-per-class 2 --flickr30k-test 3"
+    assert world_flags(replace(CALIBRATED, restate_intro=3.0), EvalSizes()) == "--preset calibrated --restate-intro 3.0"
     assert lcl(["data", "world", "--out", str(tmp_path), "--docs", "6", "--processes", "1", *flags.split()]) == 0
     manifest = json.loads((tmp_path / "world.json").read_text())
     assert manifest["knobs"]["sentences_median"] == 8.0 and manifest["eval_sizes"]["flickr30k_test"] == 3

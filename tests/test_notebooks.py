@@ -287,7 +287,7 @@ def test_09_reproduction_reruns_the_smoke_table_and_shows_its_verdicts(smoke):
     from lcl_core.reproduce.table1 import ROWS
 
     r = results(smoke, "09_reproduction")
-    assert r["reproduction_profile"] == "smoke" and r["seeds"] == [0, 1]
+    assert r["reproduction_profile"] == "smoke-calibrated" and r["seeds"] == [0, 1]
     assert set(r["verdicts"]) == {c.key for c in CLAIMS} and set(r["verdicts"].values()) <= {"holds", "fails",
                                                                                               "inconclusive"}
     assert r["rows"] == sorted(row.label for row in ROWS)

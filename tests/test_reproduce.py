@@ -139,15 +139,17 @@ def test_smoke_reproduction_writes_the_report_and_resumes_to_identical_results(t
 
 
 @pytest.mark.slow
-def test_smoke_reproduction_runs_on_the_calibrated_world_and_says_which_world(tmp_path):
-    out = tmp_path / "calibrated"
-    run_quietly(reproduce_command(out, "--world", "calibrated", "--seeds", "0"))
-    results = json.loads((out / "report" / "results.json").read_text())
-    assert results["profile"] == "smoke-calibrated" and "--world calibrated" in results["command"]
-    assert results["recipe"]["world"]["knobs"]["page_style"] == "restating"
-    manifest = json.loads(next((out / "worlds").glob("*/world.json")).read_text())
-    assert manifest["knobs"]["page_style"] == "restating" and manifest["content_sha256"] == results["world"][
-        "content_sha256"]
+def test_smoke_reproduction_runs_on_either_world_and_says_which(tmp_path):
+    """The calibrated world is the default; v1 (the world of the results committed before it) on request."""
+    for world, profile, style in ((None, "smoke-calibrated", "restating"), ("v1", "smoke", None)):
+        out = tmp_path / (world or "default")
+        run_quietly(reproduce_command(out, "--seeds", "0", *(("--world", world) if world else ())))
+        results = json.loads((out / "report" / "results.json").read_text())
+        assert results["profile"] == profile and f"--world {world or 'calibrated'}" in results["command"]
+        assert results["recipe"]["world"]["knobs"]["page_style"] == (style or "v1")
+        manifest = json.loads(next((out / "worlds").glob("*/world.json")).read_text())
+        assert manifest["knobs"].get("page_style") == style  # a v1 world's manifest is written as it always was
+        assert manifest["content_sha256"] == results["world"]["content_sha256"]
     assert {c["verdict"] for c in results["claims"]["claims"]} <= {"holds", "fails", "inconclusive"}
 
 

@@ -12,7 +12,7 @@ from .mmc4 import SIM_THRESHOLD, document_statistics, read_documents
 
 
 def add_arguments(parser) -> None:
-    from .world import WORLD_PRESETS, EvalSizes, WorldKnobs
+    from .world import DEFAULT_WORLD, WORLD_PRESETS, EvalSizes, WorldKnobs
 
     sub = parser.add_subparsers(dest="action", required=True)
     world = sub.add_parser("world", help="generate the offline interleaved world")
@@ -23,13 +23,14 @@ def add_arguments(parser) -> None:
     world.add_argument("--image-size", type=int, default=32)
     world.add_argument("--pairs", type=int, default=None, help="LAION-style pairs (default: as many as docs)")
     world.add_argument("--processes", type=int, default=None)
-    world.add_argument("--preset", choices=tuple(WORLD_PRESETS), default="v1",
-                       help="the world knobs to start from: v1 (one sentence describes each image; the committed "
-                            "results' world) or calibrated (pages as real MMC4 pages are, docs/realism.md); the knob "
-                            "flags below change single knobs of it")
+    world.add_argument("--preset", choices=tuple(WORLD_PRESETS), default=DEFAULT_WORLD,
+                       help=f"the world knobs to start from (default {DEFAULT_WORLD}): calibrated (pages as real MMC4 "
+                            "pages are, docs/realism.md) or v1 (one sentence describes each image; the world of the "
+                            "results committed before the calibration); the knob flags below change single knobs of it")
     for knob in fields(WorldKnobs):
         world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=None,
-                           help=f"world knob (v1: {knob.default})")
+                           help=f"world knob (default: the preset's; {DEFAULT_WORLD}: "
+                                f"{getattr(WORLD_PRESETS[DEFAULT_WORLD], knob.name)}, v1: {knob.default})")
     for knob in fields(EvalSizes):
         world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
                            help=f"evaluation set size (default {knob.default})")
@@ -83,12 +84,16 @@ def build(args) -> int:
 
 
 def world_flags(knobs, eval_sizes) -> str:
-    """The ``lcl data world`` flags that set ``knobs`` and ``eval_sizes`` where they differ from the defaults."""
-    from .world import EvalSizes, WorldKnobs
+    """The ``lcl data world`` flags that set ``knobs`` and ``eval_sizes``: ``--preset`` of the preset the knobs
+    are closest to (fewest knobs changed), then the knobs and sizes that differ from it and the defaults."""
+    from .world import WORLD_PRESETS, EvalSizes
 
-    return " ".join(f"--{f.name.replace('_', '-')} {getattr(given, f.name)}"
-                    for given, default in ((knobs, WorldKnobs()), (eval_sizes, EvalSizes()))
-                    for f in fields(given) if getattr(given, f.name) != getattr(default, f.name))
+    def changed(given, default) -> list[str]:
+        return [f"--{f.name.replace('_', '-')} {getattr(given, f.name)}" for f in fields(given)
+                if getattr(given, f.name) != getattr(default, f.name)]
+
+    preset = min(WORLD_PRESETS, key=lambda name: len(changed(knobs, WORLD_PRESETS[name])))
+    return " ".join([f"--preset {preset}", *changed(knobs, WORLD_PRESETS[preset]), *changed(eval_sizes, EvalSizes())])
 
 
 def inspect(args) -> int:

@@ -100,6 +100,9 @@ CALIBRATED = WorldKnobs(
     sentences_median=11.0, sim_noise=0.02, page_style="restating", subject_focus=0.92, restate_intro=1.5,
     restate_before=2.0, restate_after=1.0, loose_description_prob=0.85, topical_filler=0.8, restate_detail_prob=0.2)
 WORLD_PRESETS = {"v1": V1, "calibrated": CALIBRATED}
+# the world every entry point builds unless told (lcl data world, lcl demo, the notebooks, lcl reproduce); the
+# library's WorldKnobs() stays v1, so a world built from code with no knobs is the one it always was
+DEFAULT_WORLD = "calibrated"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """``lcl reproduce ablations``: the paper's ablations, and two of its arguments pushed further, as curves over
 pre-training seeds with 95 % bands and verdicts decided by rules fixed here before any run.
 
-    lcl reproduce ablations --profile smoke|cpu|gpu [--only lambda terms placement data leakage alignment]
+    lcl reproduce ablations --profile smoke|cpu|gpu [--world calibrated|v1]
+                            [--only lambda terms placement data leakage alignment]
                             [--seeds 0 1 2] [--world-seed 0] [--out DIR] [--report DIR]
 
 Every grid (:data:`GRIDS`) changes one thing of the Table 1 recipe (:mod:`.table1`: its profiles, world,
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from ..data import WorldKnobs
+from ..data.world import DEFAULT_WORLD
 from ..transfer.results import column_value, validate_results
 from . import report
 from .claims import (ALL_COLUMNS, CAPTIONING, CLASSIFICATION_RETRIEVAL, EQUIVALENCE_MARGIN, LEARNED, RANDOM, Claim,
@@ -186,7 +188,7 @@ def unit_key(unit) -> str:
     return json.dumps([unit.spec, unit.seed, unit.base], sort_keys=True)
 
 
-def reproduce_ablations(*, profile: str = "cpu", world: str = "v1", only: Sequence[str] | None = None,
+def reproduce_ablations(*, profile: str = "cpu", world: str = DEFAULT_WORLD, only: Sequence[str] | None = None,
                         seeds: Sequence[int] | None = None, world_seed: int = 0, out: str | Path | None = None,
                         report_dir: str | Path | None = None, points: Sequence[str] | None = None,
                         allow_dirty: bool = False, progress: Callable[[str], None] = print) -> dict[str, dict]:
@@ -212,7 +214,7 @@ def reproduce_ablations(*, profile: str = "cpu", world: str = "v1", only: Sequen
     seeds = tuple(seeds if seeds is not None else recipe.seeds)
     out = Path(out or default_out(recipe))
     report_dir = Path(report_dir or out / "report" / "ablations")
-    command = (f"lcl reproduce ablations --profile {profile}" + ("" if world == "v1" else f" --world {world}")
+    command = (f"lcl reproduce ablations --profile {profile} --world {world}"
                + f" --only {' '.join(names)} "
                f"--seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out} --report {report_dir}"
                + ("" if points is None else " --points " + " ".join(f"'{label}'" for label in points)))

@@ -1,6 +1,7 @@
-"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--world v1|calibrated] [--seeds …] [--world-seed …]
+"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--world calibrated|v1] [--seeds …] [--world-seed …]
 [--out DIR] [--report DIR]``;
-``lcl reproduce compare FIRST SECOND``: whether two reproductions reach the same verdicts."""
+``lcl reproduce compare FIRST SECOND``: whether two reproductions reach the same verdicts;
+``lcl reproduce verify RESULT [--unit NAME …]``: whether a committed result still comes from the code."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
+    from ..data.world import DEFAULT_WORLD
     from .ablations import GRIDS
     from .table1 import PROFILES, WORLDS
 
@@ -17,9 +19,10 @@ def add_arguments(parser) -> None:
     for command in (table1, ablations):
         command.add_argument("--profile", choices=list(PROFILES), default="cpu",
                              help="; ".join(f"{name}: {p.description}" for name, p in PROFILES.items()))
-        command.add_argument("--world", choices=list(WORLDS), default="v1",
-                             help="v1: the world the committed results ran on; calibrated: pages as real MMC4 pages "
-                                  "are (docs/realism.md); works in runs/reproduce/table1-PROFILE-calibrated")
+        command.add_argument("--world", choices=list(WORLDS), default=DEFAULT_WORLD,
+                             help=f"default {DEFAULT_WORLD}: pages as real MMC4 pages are (docs/realism.md), works in "
+                                  "runs/reproduce/table1-PROFILE-calibrated; v1: the world of the results committed "
+                                  "before the calibration, works in runs/reproduce/table1-PROFILE")
         command.add_argument("--seeds", type=int, nargs="+", help="pre-training seeds (default: the profile's)")
         command.add_argument("--allow-dirty", action="store_true",
                              help="run from a checkout with uncommitted changes (refused otherwise, but on the smoke "
@@ -37,6 +40,15 @@ def add_arguments(parser) -> None:
     compare.add_argument("first", type=Path, help="a report folder (its claims.json files, at any depth)")
     compare.add_argument("second", type=Path, help="the report folder to compare it with, laid out the same")
     compare.add_argument("--write", type=Path, metavar="FILE", help="also write the table to FILE")
+    verify = sub.add_parser("verify", help="rerun a committed result's units at the current commit and report every "
+                                           "number against the committed one; exit status 1 when any differs")
+    verify.add_argument("result", type=Path, help="a Table 1 report folder or one ablation grid's (its results.json)")
+    verify.add_argument("--unit", nargs="+", metavar="NAME",
+                        help="only these units: 'LCL · seed 0', or a row's or point's label for all its seeds")
+    verify.add_argument("--tolerance", type=float, default=0.0,
+                        help="relative tolerance, |now − committed| ≤ T·max(1, |committed|) (default 0: the same floats)")
+    verify.add_argument("--out", type=Path, help="an empty folder to work in and keep (default: a temporary one)")
+    verify.add_argument("--write", type=Path, metavar="FILE", help="also write every check and difference as JSON")
     ablations.add_argument("--points", nargs="+", metavar="LABEL",
                            help="only these points of the grids, by label (e.g. 'p = 0.25'): rerun one point")
 
@@ -44,6 +56,10 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     if args.table == "compare":
         return _compare(args)
+    if args.table == "verify":
+        from .verify import main_verify
+
+        return main_verify(args)
     if args.table == "ablations":
         from .ablations import main_ablations
 

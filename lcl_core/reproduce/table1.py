@@ -1,7 +1,7 @@
 """``lcl reproduce table1``: the paper's Table 1 at small scale, every row with several pre-training
 seeds, 95 % intervals and a verdict per claim decided by rules fixed beforehand (:mod:`.claims`).
 
-    lcl reproduce table1 --profile smoke|cpu|gpu [--world v1|calibrated] [--seeds 0 1 2] [--world-seed 0]
+    lcl reproduce table1 --profile smoke|cpu|gpu [--world calibrated|v1] [--seeds 0 1 2] [--world-seed 0]
         [--out DIR] [--report DIR]
 
 Rows (:data:`ROWS`): every Table 1 objective on the data the paper trains it on — CLIP, CoCa and
@@ -42,7 +42,7 @@ import torch
 from ..config import get_preset
 from ..data import EvalSizes, WorldKnobs, cached_world
 from ..data.fingerprint import data_fingerprint
-from ..data.world import WORLD_PRESETS
+from ..data.world import DEFAULT_WORLD, WORLD_PRESETS
 from ..data.paired import SAMPLES_PER_PAIR
 from ..diagnostics import final_value, latent_diagnostics
 from ..model import LCLModel
@@ -128,10 +128,11 @@ PROFILES = {
 WORLDS = tuple(WORLD_PRESETS)  # "v1", "calibrated"
 
 
-def recipe_on(profile: str, world: str = "v1") -> Profile:
-    """The profile's recipe on the named world: ``v1`` (the world every result committed before issue 24 ran
-    on, the profile as written) or ``calibrated`` (pages as real MMC4 pages are, docs/realism.md: the
-    profile's world with :data:`~lcl_core.data.world.CALIBRATED` knobs, named ``<profile>-calibrated``)."""
+def recipe_on(profile: str, world: str = DEFAULT_WORLD) -> Profile:
+    """The profile's recipe on the named world: ``calibrated``, the default (pages as real MMC4 pages are,
+    docs/realism.md: the profile's world with :data:`~lcl_core.data.world.CALIBRATED` knobs, named
+    ``<profile>-calibrated``), or ``v1`` (the world every result committed before issue 24 ran on, the profile
+    as written)."""
     if profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     if world not in WORLDS:
@@ -308,7 +309,7 @@ def evaluate_cached(out: Path, key: str, model, tokenizer, eval_root: Path, *, s
     return results, False
 
 
-def reproduce_table1(*, profile: str = "cpu", world: str = "v1", seeds: Sequence[int] | None = None,
+def reproduce_table1(*, profile: str = "cpu", world: str = DEFAULT_WORLD, seeds: Sequence[int] | None = None,
                      world_seed: int = 0, out: str | Path | None = None, report_dir: str | Path | None = None,
                      allow_dirty: bool = False, progress: Callable[[str], None] = print) -> dict:
     """Train, evaluate and judge every row; returns the results document (also written to the report).
@@ -318,7 +319,7 @@ def reproduce_table1(*, profile: str = "cpu", world: str = "v1", seeds: Sequence
     seeds = tuple(seeds if seeds is not None else recipe.seeds)
     out = Path(out or default_out(recipe))
     report_dir = Path(report_dir or out / "report")
-    command = (f"lcl reproduce table1 --profile {profile}" + ("" if world == "v1" else f" --world {world}")
+    command = (f"lcl reproduce table1 --profile {profile} --world {world}"
                + f" --seeds {' '.join(map(str, seeds))} --world-seed {world_seed} --out {out}"
                + (f" --report {report_dir}" if report_dir != out / "report" else ""))
     started = time.perf_counter()
