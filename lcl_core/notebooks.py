@@ -42,8 +42,8 @@ SEQUENCE = (
 # Parameter values by profile, then by notebook ("*": every notebook that declares the name).
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
-        "*": {"interactive": True, "world_docs": 2000, "world": DEFAULT_WORLD, "vocab_size": 4096, "steps": 800,
-              "batch_size": 32, "lr": 1e-3},
+        "*": {"interactive": True, "world_docs": 2000, "world_preset": DEFAULT_WORLD, "vocab_size": 4096,
+              "steps": 800, "batch_size": 32, "lr": 1e-3},
         "00_quickstart": {"steps": 300, "batch_size": 16, "head_epochs": 20},
         "03_objective": {"collapse_steps": 150, "collapse_batch_size": 16, "collapse_lr": 2e-3},
         "07_transfer": {"head_epochs": 40, "num_seeds": 2},
@@ -52,8 +52,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "09_reproduction": {"reproduce": False},
     },
     "smoke": {
-        "*": {"interactive": False, "world_docs": 200, "world": DEFAULT_WORLD, "vocab_size": 4096, "steps": 30,
-              "batch_size": 8, "lr": 1e-3},
+        "*": {"interactive": False, "world_docs": 200, "world_preset": DEFAULT_WORLD, "vocab_size": 4096,
+              "steps": 30, "batch_size": 8, "lr": 1e-3},
         "00_quickstart": {"steps": 20, "head_epochs": 3},  # unlike 04's run: 04 trains live
         "03_objective": {"collapse_steps": 25, "collapse_batch_size": 8, "collapse_lr": 2e-3},
         "07_transfer": {"head_epochs": 3, "num_seeds": 1},

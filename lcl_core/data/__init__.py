@@ -55,7 +55,7 @@ from .obelics import ObelicsDataset
 from .paired import LAYOUTS, PairedDataset
 from .streaming import NothingReadable, ReadLimits, Skip, keep_latest
 
-_GENERATOR = {"EvalSizes", "WorldKnobs", "build_world", "cached_world", "ensure_world"}
+_GENERATOR = {"EvalSizes", "WORLD_PRESETS", "WorldKnobs", "build_world", "cached_world", "ensure_world"}
 
 
 def __getattr__(name):
@@ -66,6 +66,6 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["EvalSizes", "LAYOUTS", "MMC4Dataset", "NothingReadable", "ObelicsDataset", "PairedDataset", "ReadLimits",
+__all__ = ["EvalSizes", "LAYOUTS", "WORLD_PRESETS", "MMC4Dataset", "NothingReadable", "ObelicsDataset", "PairedDataset", "ReadLimits",
            "Skip", "StreamLoader", "WorldKnobs", "build_world", "cached_world", "collate", "ensure_world", "keep_latest",
            "make_loader", "select_images"]
