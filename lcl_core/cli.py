@@ -14,7 +14,7 @@ COMMANDS = {
     "evaluate": ("lcl_core.transfer.cli", "frozen-transfer evaluation of a checkpoint"),
     "plot": ("lcl_core.curves", "draw the training curves of one or several runs side by side"),
     "reproduce": ("lcl_core.reproduce.cli", "reproduce the paper's tables with seeds, intervals and verdicts"),
-    "notebooks": ("lcl_core.notebooks", "execute the notebook sequence with papermill"),
+    "notebooks": ("lcl_core.notebooks_cli", "execute the notebook sequence with papermill"),
 }
 
 
