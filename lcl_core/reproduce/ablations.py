@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +44,8 @@ from .claims import (ALL_COLUMNS, CAPTIONING, CLASSIFICATION_RETRIEVAL, EQUIVALE
                      Composite, judge_all)
 from .report import LATENT_COLUMNS
 from .stats import interval, paired_difference
-from .table1 import (Progress, Row, default_out, machine, make_unit, prepare_setting, recipe_on, run_units,
-                     source_commit)
+from .table1 import (Progress, Row, default_out, from_command_line, machine, make_unit, prepare_setting, recipe_on,
+                     run_units, source_commit)
 
 SCHEMA = "lcl-ablation/1"
 EQUIVALENCE_COLUMNS = ("IN-1k", "COCO TR@1", "COCO IR@1")
@@ -351,13 +350,10 @@ def best_points(grid: Grid, summary: Mapping[str, dict], per_seed) -> dict:
 
 
 def main_ablations(args) -> int:
-    try:
-        documents = reproduce_ablations(profile=args.profile, world=args.world, only=args.only, seeds=args.seeds,
-                                        world_seed=args.world_seed, out=args.out, report_dir=args.report,
-                                        points=args.points, allow_dirty=args.allow_dirty,
-                                        progress=lambda message: print(message, flush=True))
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        print(f"lcl reproduce: error: {error.args[0] if error.args else error}", file=sys.stderr)
+    documents = from_command_line(reproduce_ablations, profile=args.profile, world=args.world, only=args.only,
+                                  seeds=args.seeds, world_seed=args.world_seed, out=args.out, report_dir=args.report,
+                                  points=args.points, allow_dirty=args.allow_dirty)
+    if documents is None:
         return 2
     for name, results in documents.items():
         for claim in results["claims"]["claims"]:

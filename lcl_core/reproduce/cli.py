@@ -1,4 +1,4 @@
-"""``lcl reproduce table1|ablations --profile smoke|cpu|gpu [--world calibrated|v1] [--seeds …] [--world-seed …]
+"""``lcl reproduce table1|ablations|scale --profile smoke|cpu|gpu [--world calibrated|v1] [--seeds …] [--world-seed …]
 [--out DIR] [--report DIR]``;
 ``lcl reproduce compare FIRST SECOND``: whether two reproductions reach the same verdicts;
 ``lcl reproduce verify RESULT [--unit NAME …]``: whether a committed result still comes from the code."""
@@ -16,7 +16,8 @@ def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="table", required=True, metavar="WHAT")
     table1 = sub.add_parser("table1", help="every row of the paper's Table 1, several seeds, a verdict per claim")
     ablations = sub.add_parser("ablations", help="the ablation grids as curves over seeds, a verdict per claim")
-    for command in (table1, ablations):
+    scale = sub.add_parser("scale", help="LCL and CLIP at several budgets: does the gap between them move?")
+    for command in (table1, ablations, scale):
         command.add_argument("--profile", choices=list(PROFILES), default="cpu",
                              help="; ".join(f"{name}: {p.description}" for name, p in PROFILES.items()))
         command.add_argument("--world", choices=list(WORLDS), default=DEFAULT_WORLD,
@@ -31,6 +32,7 @@ def add_arguments(parser) -> None:
         command.add_argument("--out", type=Path, help="work folder (default runs/reproduce/table1-PROFILE; the "
                                                       "ablations share it with Table 1 and reuse its runs)")
     table1.add_argument("--report", type=Path, help="where the report goes (default OUT/report)")
+    scale.add_argument("--report", type=Path, help="where the report goes (default OUT/report/scale)")
     ablations.add_argument("--report", type=Path, help="where the grids' reports go, one folder each (default "
                                                        "OUT/report/ablations)")
     ablations.add_argument("--only", nargs="+", choices=list(GRIDS), metavar="GRID",
@@ -64,6 +66,10 @@ def main(args) -> int:
         from .ablations import main_ablations
 
         return main_ablations(args)
+    if args.table == "scale":
+        from .scale import main_scale
+
+        return main_scale(args)
     from .table1 import main_table1
 
     return main_table1(args)

@@ -177,13 +177,19 @@ def plot_collapse(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_ablation_report(results: dict, timing: dict, folder: str | Path) -> Path:
-    """One grid of ``lcl reproduce ablations``: results, timing, the table, the claims and the curves."""
+def _write_documents(results: dict, timing: dict, folder: str | Path) -> Path:
+    """``results.json``, ``timing.json`` and ``claims.json`` of a report in ``folder`` (and its ``figures/``)."""
     folder = Path(folder)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True, ensure_ascii=False) + "\n")
     (folder / "timing.json").write_text(json.dumps(timing, indent=1, ensure_ascii=False) + "\n")
     (folder / "claims.json").write_text(json.dumps(results["claims"], indent=1, ensure_ascii=False) + "\n")
+    return folder
+
+
+def write_ablation_report(results: dict, timing: dict, folder: str | Path) -> Path:
+    """One grid of ``lcl reproduce ablations``: results, timing, the table, the claims and the curves."""
+    folder = _write_documents(results, timing, folder)
     (folder / f"{results['grid']}.md").write_text(ablation_markdown(results, timing))
     (folder / "claims.md").write_text(claims_markdown(results, title=f"Ablation `{results['grid']}`: claims"))
     plot_curves(results, folder / "figures" / f"{results['grid']}.png")
@@ -352,3 +358,99 @@ def verdict_agreement(first: str | Path, second: str | Path) -> tuple[str, bool]
     if missing:
         lines += ["", "Not in the second: " + ", ".join(f"`{m}`" for m in missing) + "."]
     return "\n".join(lines) + "\n", judged > 0 and same == judged
+
+
+def write_scale_report(results: dict, timing: dict, folder: str | Path) -> Path:
+    """``lcl reproduce scale``: results, timing, the table of gaps and slopes, the claims and two figures."""
+    folder = _write_documents(results, timing, folder)
+    (folder / "scale.md").write_text(scale_markdown(results, timing))
+    plot_scale(results, folder / "figures")
+    return folder
+
+
+def _interval_text(entry: dict, digits: int = 1) -> str:
+    if entry["n"] < 2:
+        return _number(entry["mean"], digits)
+    return f"{_number(entry['mean'], digits)} [{_number(entry['low'], digits)}, {_number(entry['high'], digits)}]"
+
+
+def scale_markdown(results: dict, timing: dict) -> str:
+    recipe, budgets = results["recipe"], results["budgets"]
+    reused = sum(1 for unit in timing["units"].values() if unit["reused"])
+    lines = [f"# Does the LCL − CLIP gap move with budget? (profile `{results['profile']}`)", "",
+             f"LCL on the documents and CLIP on MMC4-Pair at {len(budgets)} budgets, pre-training seeds "
+             f"{recipe['seeds']}; everything but the steps is the Table 1 recipe. Gaps: LCL − CLIP per seed, mean "
+             "[95 % t-interval]; slope: of the gap against log₁₀(images seen), per seed, then over seeds. Transfer "
+             "columns in % (CIDEr and BLEU-4 ×100). The rules are in `lcl_core/reproduce/scale.py`.", "",
+             f"- command: `{results['command']}`",
+             f"- commit: `{results['commit']}`; machine: {results['machine']['processor']}, "
+             f"{results['machine']['cpus']} threads, torch {results['machine']['torch']}, {results['machine']['device']}",
+             f"- wall time: {_minutes(timing['total_s'])} ({reused} of {len(timing['units'])} units reused)",
+             f"- world `{results['world']['folder']}` ({results['world']['documents']:,} documents), "
+             f"{recipe['document_batch']} documents or {recipe['pair_batch']} pairs per step, lr {recipe['lr']}", "",
+             "| budget | steps | images seen | epochs of the documents |", "|---|---|---|---|"]
+    lines += [f"| ×{b['multiplier']:g} | {b['steps']:,} | {b['images_seen']:,.0f} | {b['epochs']:.2f} |" for b in budgets]
+    lines += ["", "## LCL − CLIP by budget, and its slope", "",
+              "| column | " + " | ".join(f"×{b['multiplier']:g}" for b in budgets)
+              + " | slope per decade | call | paper's gap |", "|---|" + "---|" * (len(budgets) + 3)]
+    for column, trend in results["trends"].items():
+        gaps = " | ".join(_interval_text(g) for g in results["gaps"][column])
+        crossing = trend["crossing"]
+        call = trend["call"] + ("" if crossing is None else f" (crosses 0 at {crossing['images_seen']:,.0f} images"
+                                + (", extrapolated)" if crossing["extrapolated"] else ")"))
+        lines.append(f"| {column} | {gaps} | {_interval_text(trend['slope'], 2)} | {call} | "
+                     f"{_number(trend['paper_gap'])} |")
+    lines += ["", "## Each row against random init (paired difference by budget)", "",
+              "| row · column | " + " | ".join(f"×{b['multiplier']:g}" for b in budgets) + " |",
+              "|---|" + "---|" * len(budgets)]
+    for label in results["rows"]:
+        if label == RANDOM:
+            continue
+        for column, points in results["curves"][label].items():
+            lines.append(f"| {label} · {column} | " + " | ".join(_interval_text(p["minus_random"]) for p in points)
+                         + " |")
+    lines += ["", "## Verdicts", ""] + [
+        f"- **{c['verdict']}** — {c['statement']}: " + ", ".join(f"{k} {v['call']}" for k, v in c["columns"].items())
+        for c in results["claims"]["claims"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_scale(results: dict, folder: Path) -> None:
+    """``scale_gap.png``: LCL − CLIP against images seen per column (log x), mean and 95 % band over seeds, 0
+    and the paper's gap as reference lines; ``scale_rows.png``: each row's curve with random init dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [b["images_seen"] for b in results["budgets"]]
+
+    def band(ax, entries, label, **style):
+        means = [e["mean"] for e in entries]
+        line, = ax.plot(xs, means, "o-", label=label, **style)
+        if all(e["n"] > 1 for e in entries):
+            ax.fill_between(xs, [e["low"] for e in entries], [e["high"] for e in entries], color=line.get_color(),
+                            alpha=0.2)
+
+    for name, draw in (("scale_gap.png", "gap"), ("scale_rows.png", "rows")):
+        fig, axes = plt.subplots(2, 4, figsize=(18, 8))
+        for ax, column in zip(axes.flat, HEADERS):
+            if draw == "gap":
+                band(ax, results["gaps"][column], "LCL − CLIP")
+                ax.axhline(0, color="black", linewidth=0.8)
+                ax.axhline(results["trends"][column]["paper_gap"], color="gray", linestyle=":", label="paper's gap")
+            else:
+                for label in results["rows"]:
+                    if label != RANDOM:
+                        band(ax, [p["values"] for p in results["curves"][label][column]], label)
+                random = results["curves"][RANDOM][column]
+                ax.axhline(random["mean"], color="gray", linestyle="--", label=RANDOM)
+            ax.set_xscale("log")
+            ax.set_title(column)
+            ax.set_xlabel("images seen", fontsize=8)
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(f"{'LCL − CLIP' if draw == 'gap' else 'LCL, CLIP and random init'} by budget (profile "
+                     f"{results['profile']}, seeds {results['recipe']['seeds']}; mean and 95 % band over seeds)")
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)

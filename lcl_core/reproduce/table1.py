@@ -487,13 +487,21 @@ def _rank(summary: dict, header: str, labels: list[str]) -> None:
             summary[label][header][key] = position
 
 
-def main_table1(args) -> int:
+def from_command_line(reproduce: Callable, **arguments):
+    """``reproduce(**arguments)`` for ``lcl reproduce``: progress lines on stdout as they come, bad input (an
+    unknown profile, grid or unit, a dirty checkout, a missing file) one line on stderr -> its result, or None."""
     try:
-        results = reproduce_table1(profile=args.profile, world=args.world, seeds=args.seeds,
-                                   world_seed=args.world_seed, out=args.out, report_dir=args.report,
-                                   allow_dirty=args.allow_dirty, progress=lambda message: print(message, flush=True))
+        return reproduce(**arguments, progress=lambda message: print(message, flush=True))
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"lcl reproduce: error: {error.args[0] if error.args else error}", file=sys.stderr)
+        return None
+
+
+def main_table1(args) -> int:
+    results = from_command_line(reproduce_table1, profile=args.profile, world=args.world, seeds=args.seeds,
+                                world_seed=args.world_seed, out=args.out, report_dir=args.report,
+                                allow_dirty=args.allow_dirty)
+    if results is None:
         return 2
     for claim in results["claims"]["claims"]:
         print(f"  {claim['verdict']:>12}  {claim['key']}")

@@ -31,15 +31,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .table1 import (ROWS, WORLDS, Progress, Row, make_unit, prepare_setting, recipe_on, run_units,
-                     current_commit)
+from .table1 import (ROWS, WORLDS, Progress, Row, current_commit, from_command_line, make_unit, prepare_setting,
+                     recipe_on, run_units)
 
 BITWISE = "fingerprint"  # a digest of the weights' bits: compared at tolerance 0 only
 # fields the results add to the profile's own in their "recipe" record (run arguments and measurements)
@@ -264,11 +263,8 @@ def report_lines(verification: Verification, *, shown: int = 12) -> list[str]:
 
 
 def main_verify(args) -> int:
-    try:
-        verification = verify(args.result, units=args.unit, out=args.out, tolerance=args.tolerance,
-                              progress=lambda message: print(message, flush=True))
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        print(f"lcl reproduce verify: error: {error.args[0] if error.args else error}", file=sys.stderr)
+    verification = from_command_line(verify, path=args.result, units=args.unit, out=args.out, tolerance=args.tolerance)
+    if verification is None:
         return 2
     print("\n".join(report_lines(verification)))
     if args.write:
