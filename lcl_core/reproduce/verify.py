@@ -3,7 +3,7 @@ result's units (row or point × seed) at the current commit, in a fresh folder s
 reports every number against the committed one: equal, or the difference.
 
     lcl reproduce verify docs/results/table1/cpu --unit "LCL · seed 0"
-    lcl reproduce verify docs/results/ablations/cpu/placement --unit "p = 0"      # every seed of a point
+    lcl reproduce verify docs/results/ablations/cpu/placement --unit "p = 0.0"    # every seed of a point
 
 RESULT is a Table 1 report or one ablation grid's report (a folder with ``results.json``, or the file).
 The units are rebuilt from the *current* code — the profile the result names (``cpu``, ``cpu-calibrated``…),
