@@ -32,6 +32,10 @@ def test_a_gap_that_shrinks_narrows_and_crosses_zero_where_its_line_does():
     # the fitted line −2.5 + 2 (x − 4) is 0 at x = 5.25: beyond the largest budget (1e5)
     assert trend["crossing"]["log10_images_seen"] == pytest.approx(5.25)
     assert trend["crossing"]["images_seen"] == pytest.approx(10 ** 5.25) and trend["crossing"]["extrapolated"]
+    # a gap that changes sign between the budgets: mean −0.25, slope 2, so the line crosses 0 at 4.125, inside
+    inside = column_trend({0: {0: -2.0, 1: 0.0, 2: 2.0}, 1: {0: -2.5, 1: -0.5, 2: 1.5}}, {0: DECADES, 1: DECADES})
+    assert inside["call"] == "narrows" and inside["crossing"]["log10_images_seen"] == pytest.approx(4.125)
+    assert not inside["crossing"]["extrapolated"]
 
 
 def test_a_lead_that_grows_widens_and_an_undecided_slope_is_flat():

@@ -23,7 +23,7 @@ The claims (:data:`GROUPS`), decided by these rules before any run:
   the group is called so, **mixed** when columns are called in opposite directions, **flat** otherwise (its
   decided columns are listed);
 * where a column narrows, the budget at which the fitted line (mean gap and mean slope) crosses 0:
-  ``10 ** (x̄ − ḡ / slope)`` images, labelled *extrapolated* when beyond the largest budget.
+  ``10 ** (x̄ − ḡ / slope)`` images, labelled *extrapolated* when outside the budgets measured.
 
 Every row's own curve against random init (the paired difference at each budget) is reported beside, with no
 verdict. The report (``--report``, default ``OUT/report/scale``): ``results.json`` (deterministic),
@@ -88,7 +88,7 @@ def column_trend(gaps: dict[int, dict[int, float]], images: dict[int, dict[int, 
     crossing = None
     if call == "narrows":
         at = mean_x - mean_gap / fitted.mean
-        crossing = {"images_seen": 10 ** at, "log10_images_seen": at, "extrapolated": at > max(xs)}
+        crossing = {"images_seen": 10 ** at, "log10_images_seen": at, "extrapolated": not min(xs) <= at <= max(xs)}
     return {"slope": fitted.to_dict(), "mean_gap": mean_gap, "mean_log10_images_seen": mean_x, "call": call,
             "crossing": crossing}
 
