@@ -21,10 +21,12 @@ from conftest import odd_config
 from test_data_readers import mmc4, world  # noqa: F401  (the module's world fixture)
 
 
-def rank_streams(world, ranks: int, *, batch_size: int, workers: int = 0, loop: bool = False, states=None):
-    """Every rank's batches, as the trainer builds them, resumed from ``states`` (every rank's) if given."""
-    streams = [StreamBatches(dataset=mmc4(world, rank=rank, world_size=ranks, loop=loop), batch_size=batch_size,
-                             num_workers=workers) for rank in range(ranks)]
+def rank_streams(world, ranks: int, *, batch_size: int, workers: int = 0, loop: bool = False, states=None,
+                 window: int = 1):
+    """Every rank's batches, as the trainer builds them, resumed from ``states`` (every rank's) if given;
+    ``window``: the reader's shuffle window."""
+    streams = [StreamBatches(dataset=mmc4(world, rank=rank, world_size=ranks, loop=loop, shuffle_window=window),
+                             batch_size=batch_size, num_workers=workers) for rank in range(ranks)]
     for stream in streams:
         if states is not None:
             stream.resume_from(states)
@@ -67,11 +69,12 @@ LAYOUTS = {
 }
 
 
+@pytest.mark.parametrize("window", [1, 5], ids=["file order", "windows of 5"])
 @pytest.mark.parametrize("sittings, cuts", LAYOUTS.values(), ids=LAYOUTS.keys())
-def test_an_epoch_resumed_on_other_numbers_of_ranks_reads_every_document_once(world, sittings, cuts):
+def test_an_epoch_resumed_on_other_numbers_of_ranks_reads_every_document_once(world, sittings, cuts, window):
     read, states = [], None
     for (ranks, workers), steps in zip(sittings, [*cuts, None]):
-        streams = rank_streams(world, ranks, batch_size=3, workers=workers, states=states)
+        streams = rank_streams(world, ranks, batch_size=3, workers=workers, states=states, window=window)
         read += take(streams, steps)
         states = [stream.state() for stream in streams]
     assert documents(read) == epoch_of(world)  # none twice, none missing

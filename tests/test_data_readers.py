@@ -12,8 +12,11 @@ import torch
 from lcl_core.data import (MMC4Dataset, ObelicsDataset, PairedDataset, collate, keep_latest, make_loader,
                            select_images)
 from lcl_core.data.mmc4 import interleave
+from lcl_core.data.paired import tar_samples
+from lcl_core.training import TrainConfig
 from lcl_core.tokenizer import TrainedTokenizer
-from test_data_world import tiny_world
+from lcl_core.data.world import build_world
+from test_data_world import SMALL_EVAL, tiny_world
 
 N_TOKENS = 4
 
@@ -152,6 +155,59 @@ def test_collate_concatenates_images_and_pads(world):
     assert (batch["input_ids"] == tok.soi_id).sum(1).tolist() == batch["num_images"].tolist()
 
 
+def test_a_shuffle_window_reads_each_run_of_records_in_its_own_drawn_order(world):
+    """Windows of 5 records: each window's records are the file's next 5, in an order that depends on the
+    seed and the epoch; window 1 is file order."""
+    def records(**options):
+        order = {}
+        for sample in mmc4(world, **options):
+            position = sample["position"]
+            order.setdefault(position["file"], [])
+            if position["record"] not in order[position["file"]]:  # a document may give several rows
+                order[position["file"]].append(position["record"])
+        return order
+
+    in_file_order = records()
+    assert all(rs == sorted(rs) for rs in in_file_order.values())
+    shuffled = records(shuffle_window=5)
+    assert shuffled.keys() == in_file_order.keys() and shuffled != in_file_order
+    for name, rs in shuffled.items():
+        assert sorted(rs) == in_file_order[name]  # the same records, each once
+        windows = [r // 5 for r in rs]  # records 0-4 are the first window, 5-9 the second, ...
+        assert windows == sorted(windows)  # no record leaves its window
+    assert shuffled == records(shuffle_window=5)  # a function of the seed ...
+    assert shuffled != records(shuffle_window=5, seed=4)
+    other_epoch = mmc4(world, shuffle_window=5)
+    other_epoch.set_epoch(1)  # ... and of the epoch
+    assert [s["position"]["record"] for s in other_epoch] != [r for rs in shuffled.values() for r in rs]
+    with pytest.raises(ValueError, match="shuffle_window must be at least 1"):
+        mmc4(world, shuffle_window=0)
+
+
+def test_the_trainers_pair_batches_mix_pages_a_shard_keeps_together(world, tmp_path):
+    """MMC4-Pair shards hold a page's pairs side by side; read in file order a batch is a few pages, read
+    as the trainer reads them (shuffled in windows) it is nearly as many pages as pairs. The window mixes
+    one shard's records, so the shards here hold 64 pairs (the `cpu` world's about 990)."""
+    _, tok = world
+    folder = tmp_path / "world"
+    build_world(folder, docs=40, seed=0, pairs=20, eval_sizes=SMALL_EVAL, docs_per_shard=16, pairs_per_shard=64)
+    pages = {}
+    for tar in (folder / "mmc4_pair").glob("*.tar"):
+        for index, sample in enumerate(tar_samples(tar, max_member_bytes=1 << 20)):
+            pages[tar.name, index] = json.loads(sample["json"])["url"]
+
+    def pages_per_batch(window):
+        data = PairedDataset(folder / "mmc4_pair", tok, image_size=16, num_image_tokens=N_TOKENS, context_length=32,
+                             layout="contrastive", seed=1, shuffle_window=window)
+        groups = [[pages[p["file"], p["record"]] for p in b["positions"]] for b in make_loader(data, batch_size=8)]
+        return sum(len(set(g)) for g in groups[:-1]) / len(groups[:-1])  # the last batch may be short
+
+    assert len(set(pages.values())) < len(pages) / 2  # pages with several pairs
+    # 8 pairs drawn at random from a shard of about 16 pages × 4 pairs come from 16 · (1 − C(60,8)/C(64,8))
+    # ≈ 6.7 pages on average; read in file order from about 2.5 (8 pairs / 4 per page, plus a page boundary)
+    assert pages_per_batch(1) <= 3.5 and pages_per_batch(TrainConfig().shuffle_window) >= 5.5
+
+
 def keys(samples):
     return [(s["position"]["file"], s["position"]["record"]) for s in samples]
 
@@ -174,18 +230,21 @@ def batches(loader, count=None):
     return [(b["input_ids"], b["images"], b["positions"]) for b in itertools.islice(loader, count)]
 
 
+@pytest.mark.parametrize("window", [1, 5], ids=["file order", "shuffled in windows of 5"])
 @pytest.mark.parametrize("loop", [False, True])
-def test_resume_continues_the_uninterrupted_stream(world, loop):
-    """Interrupt after K batches (odd K: the next batch belongs to worker 1), resume, compare."""
+def test_resume_continues_the_uninterrupted_stream(world, loop, window):
+    """Interrupt after K batches (odd K: the next batch belongs to worker 1), resume, compare. In windows
+    of 5 the cut falls inside a window, which the resumed stream must draw again and read past."""
     total = 12 if loop else None  # with loop=True the stream crosses into epoch 1
-    full = batches(make_loader(mmc4(world, loop=loop, context_length=96), batch_size=3, num_workers=2), total)
+    options = dict(loop=loop, context_length=96, shuffle_window=window)
+    full = batches(make_loader(mmc4(world, **options), batch_size=3, num_workers=2), total)
     k = 5
     assert len(full) > k + 1, "the world must give more batches than the interruption point"
     state: list[dict] = []
     for _, _, positions in full[:k]:
         state = keep_latest(state + positions)
     assert len(state) == 2
-    resumed_data = mmc4(world, loop=loop, context_length=96)
+    resumed_data = mmc4(world, **options)
     resumed_data.resume_from(state)
     rest = batches(make_loader(resumed_data, batch_size=3, num_workers=2), None if total is None else total - k)
     assert len(rest) == len(full) - k

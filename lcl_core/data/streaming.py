@@ -4,13 +4,17 @@ skips, image decoding.
 Order. Each epoch the sorted list of files ("units") is permuted by ``(seed, epoch)``. With at least
 as many units as consumers (ranks × workers), consumer ``c`` reads units ``c, c + C, …`` of that
 permutation; with fewer units every consumer reads all of them and keeps records ``i ≡ c (mod C)``.
-Records are read in file order, one unit at a time, so memory does not grow with the corpus.
+Records are read one unit at a time, so memory does not grow with the corpus: in file order, or with
+``shuffle_window`` W > 1 each run of W consecutive records in an order drawn from ``(seed, epoch, file,
+window)`` (the trainer's default, :class:`~lcl_core.training.TrainConfig`: the official loaders shuffle
+documents and draw pairs through a buffer, and a shard keeps a page's pairs side by side).
 Randomness (placement, duplicate choice, layout) comes from ``(seed, epoch, file name, record)``, so a
 record gives the same sample whether or not the stream was resumed.
 
 Resume. Each sample's ``position`` names its consumer and record. ``resume_from(positions)`` takes
 the positions of consumed samples (in consumption order; :func:`keep_latest` keeps the set small),
-continues every worker after its last one, and rotates the workers so that the DataLoader's
+continues every worker right after its last one (in the read order: a shuffled window is drawn again
+and read past up to that record), and rotates the workers so that the DataLoader's
 round-robin resumes with the worker that was next.
 
 Elastic resume. Positions saved on another number of ranks (the same workers per rank) are handed
@@ -25,6 +29,7 @@ later resumes, on the same or yet another number of ranks, go on with it.
 from __future__ import annotations
 
 import glob
+import itertools
 import io
 import logging
 import random
@@ -247,13 +252,16 @@ class ShardedStream(IterableDataset):
 
     def __init__(self, paths, tokenizer: Tokenizer, *, image_size: int, num_image_tokens: int,
                  context_length: int, seed: int = 0, loop: bool = False, shuffle: bool = True,
-                 rank: int | None = None, world_size: int | None = None, max_records: int | None = None,
-                 limits: ReadLimits = ReadLimits()) -> None:
+                 shuffle_window: int = 1, rank: int | None = None, world_size: int | None = None,
+                 max_records: int | None = None, limits: ReadLimits = ReadLimits()) -> None:
         super().__init__()
         self.units = expand_paths(paths, self.unit_patterns)
         self.tokenizer = tokenizer
         self.image_size, self.num_image_tokens, self.context_length = image_size, num_image_tokens, context_length
         self.seed, self.loop, self.shuffle = seed, loop, shuffle
+        if shuffle_window < 1:
+            raise ValueError(f"shuffle_window must be at least 1 record, got {shuffle_window}")
+        self.shuffle_window = shuffle_window
         self.max_records = max_records  # a quick look (lcl data inspect): stop once this many records are read
         self.limits = limits
         self.rank, self.world_size = distributed_rank(rank, world_size)
@@ -374,13 +382,16 @@ class ShardedStream(IterableDataset):
             if self._read_enough():
                 break
             path = self.units[unit]
-            for index, raw in self._guarded_records(path):
+            before_cursor = cursor is not None and unit == cursor["unit"]  # read past up to the cursor's record
+            for index, raw in self._in_read_order(path, epoch):
                 if self._read_enough():
                     break
                 if not by_unit and index % consumers != consumer:
                     continue
-                if cursor is not None and unit == cursor["unit"] and index < cursor["record"]:
-                    continue
+                if before_cursor:
+                    if index != cursor["record"]:
+                        continue
+                    before_cursor = False
                 attempted += 1
                 self.records_read += 1
                 try:
@@ -403,6 +414,24 @@ class ShardedStream(IterableDataset):
 
     def _read_enough(self) -> bool:
         return self.max_records is not None and self.records_read >= self.max_records
+
+    def _in_read_order(self, path: Path, epoch: int) -> Iterator[tuple[int, Any]]:
+        """A file's records in the order ``epoch`` reads them: file order, or (``shuffle`` and a
+        ``shuffle_window`` above 1) each run of ``shuffle_window`` consecutive records in an order drawn from
+        (seed, epoch, file, window). That is a streaming shuffle buffer made a function of the position, so
+        a resumed stream reads the cursor's window again and continues right after the cursor's record.
+        Without it a shard's neighbours share a batch: MMC4-Pair shards hold each page's pairs side by side,
+        where the official loader draws pairs through a 5,000-sample buffer and documents in random order."""
+        records = self._guarded_records(path)
+        if not self.shuffle or self.shuffle_window == 1:
+            yield from records
+            return
+        for window_index in itertools.count():
+            window = list(itertools.islice(records, self.shuffle_window))
+            if not window:
+                return
+            random.Random(stable_int("records", self.seed, epoch, path.name, window_index)).shuffle(window)
+            yield from window
 
     def _guarded_records(self, path: Path) -> Iterator[tuple[int, Any]]:
         """A file's records; a file that breaks (at open or midway) is counted, not raised."""

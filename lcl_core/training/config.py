@@ -42,6 +42,10 @@ class TrainConfig(JsonConfig):
                                              aliases=("--lambda",))
     regression_weight: float | None = _knob(None, "weight of the Emu-style regression loss (default: the objective's)")
     img_first_prob: float = _knob(0.5, "chance an image goes before its sentence (MMC4) or a pair is image-first")
+    shuffle_window: int = _knob(1000, "a shard's records are read in a shuffled order within runs of this many "
+                                      "(kit default; 1: file order). The official loaders shuffle documents and "
+                                      "draw pairs through a 5,000-sample buffer; a shard keeps a page's pairs "
+                                      "side by side")
     precision: str = _knob("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
     grad_checkpointing: bool = _knob(False, "activation checkpointing in the ViT and the bridge")
     compile: bool = _knob(False, "torch.compile the forward and loss as one graph")
@@ -76,6 +80,8 @@ class TrainConfig(JsonConfig):
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.shuffle_window < 1:
+            problems.append(f"shuffle_window must be at least 1 record, got {self.shuffle_window}")
         if not 0.0 <= self.img_first_prob <= 1.0:
             problems.append(f"img_first_prob must lie in [0, 1], got {self.img_first_prob}")
         if self.warmup_steps is not None and self.warmup_steps < 0:

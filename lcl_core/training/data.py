@@ -83,7 +83,7 @@ def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_c
     spec = SOURCES[source]
     options = dict(image_size=model_config.vision.image_size, num_image_tokens=model_config.vision.num_patches,
                    context_length=model_config.bridge.context_length, seed=config.seed, loop=True,
-                   rank=rank, world_size=world_size)
+                   shuffle_window=config.shuffle_window, rank=rank, world_size=world_size)
     if spec.reader is PairedDataset:
         options.update(layout=objective_spec(config.objective).pair_layout, img_first_prob=config.img_first_prob)
     elif spec.reader is MMC4Dataset:
