@@ -238,6 +238,13 @@ def test_06_ablations_shows_the_committed_grids_and_reruns_one_point(smoke):
     check = committed.parent / "cpu-check"  # the rerun with other seeds, shown beside the verdicts
     assert r["check"] == ({"folder": str(check), "same_verdicts": verdict_agreement(committed, check)[1]}
                           if check.is_dir() else None)
+    calibrated = committed.parent / "cpu-calibrated"  # the placement and λ grids on the calibrated world
+    assert r["calibrated"]["folder"] == str(calibrated)
+    assert r["calibrated"]["same_verdicts_as_v1"] == verdict_agreement(committed, calibrated)[1]
+    assert set(r["calibrated"]["verdicts"]) == {p.parent.name for p in calibrated.glob("*/results.json")} >= {"placement"}
+    for name, verdicts in r["calibrated"]["verdicts"].items():
+        saved = json.loads((calibrated / name / "results.json").read_text())
+        assert verdicts == {c["key"]: c["verdict"] for c in saved["claims"]["claims"]}
     rerun = r["rerun"]
     assert rerun["point"] == "placement:p = 0.25" and rerun["profile"] == "smoke"
     assert rerun["summary"]["IN-1k"]["n"] == len(REPRODUCTION_PROFILES["smoke"].seeds)  # every smoke seed
