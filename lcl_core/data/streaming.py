@@ -29,8 +29,8 @@ later resumes, on the same or yet another number of ranks, go on with it.
 from __future__ import annotations
 
 import glob
-import itertools
 import io
+import itertools
 import logging
 import random
 import tarfile
