@@ -212,16 +212,18 @@ def keys(samples):
     return [(s["position"]["file"], s["position"]["record"]) for s in samples]
 
 
-def test_ranks_and_workers_split_the_documents(world):
-    everything = sorted(keys(mmc4(world)))
-    ranks = [keys(mmc4(world, rank=r, world_size=2)) for r in range(2)]
+@pytest.mark.parametrize("window", [1, 5], ids=["file order", "shuffled in windows of 5"])
+def test_ranks_and_workers_split_the_documents(world, window):
+    everything = sorted(keys(mmc4(world, shuffle_window=window)))
+    ranks = [keys(mmc4(world, rank=r, world_size=2, shuffle_window=window)) for r in range(2)]
     assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == everything
-    per_rank = []  # 3 shards < 2 ranks × 2 workers: now split by document inside the shards
+    per_rank = []  # 3 shards < 2 ranks × 2 workers: now split by place in each shard's read order
     for rank in range(2):
-        data = mmc4(world, rank=rank, world_size=2)
+        data = mmc4(world, rank=rank, world_size=2, shuffle_window=window)
         loaded = [p for b in make_loader(data, batch_size=4, num_workers=2) for p in b["positions"]]
         assert {p["worker"] for p in loaded} == {0, 1}
-        assert all(p["record"] % 4 == rank + 2 * p["worker"] for p in loaded)
+        if window == 1:  # in file order a record's place is its index
+            assert all(p["record"] % 4 == rank + 2 * p["worker"] for p in loaded)
         per_rank.append({(p["file"], p["record"]) for p in loaded})
     assert not per_rank[0] & per_rank[1] and sorted(per_rank[0] | per_rank[1]) == everything
 

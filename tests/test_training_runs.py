@@ -171,9 +171,11 @@ def test_mixed_documents_and_pairs_train_and_resume_exactly(tmp_path):
     straight = tmp_path / "straight"
     run_quietly(pretrain_command(straight, *settings))
     records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    # two document batches, then one pair batch: pair rows hold one image each
+    # two document batches, then one pair batch: pair rows hold one image each, document rows one or more
     images_per_row = [r["images"] / r["sequences"] for r in records]
-    assert images_per_row[2] == images_per_row[5] == 1.0 and images_per_row[0] > 1.0
+    documents = [records[step] for step in (0, 1, 3, 4)]
+    assert images_per_row[2] == images_per_row[5] == 1.0
+    assert sum(r["images"] for r in documents) > sum(r["sequences"] for r in documents)
     killed = tmp_path / "killed"
     kill_after_step(pretrain_command(killed, *settings), killed, 3)
     run_quietly(pretrain_command(killed, *settings, "--resume"))

@@ -3,7 +3,8 @@ skips, image decoding.
 
 Order. Each epoch the sorted list of files ("units") is permuted by ``(seed, epoch)``. With at least
 as many units as consumers (ranks × workers), consumer ``c`` reads units ``c, c + C, …`` of that
-permutation; with fewer units every consumer reads all of them and keeps records ``i ≡ c (mod C)``.
+permutation; with fewer units every consumer reads all of them and keeps the records it reads at places
+``i ≡ c (mod C)`` of the read order (below).
 Records are read one unit at a time, so memory does not grow with the corpus: in file order, or with
 ``shuffle_window`` W > 1 each run of W consecutive records in an order drawn from ``(seed, epoch, file,
 window)`` (the trainer's default, :class:`~lcl_core.training.TrainConfig`: the official loaders shuffle
@@ -383,10 +384,12 @@ class ShardedStream(IterableDataset):
                 break
             path = self.units[unit]
             before_cursor = cursor is not None and unit == cursor["unit"]  # read past up to the cursor's record
-            for index, raw in self._in_read_order(path, epoch):
+            # split by place in the read order, not record index: then C consumers' rows of one step are the
+            # rows one process reads in that step, shuffled window or not (in file order place = index)
+            for place, (index, raw) in enumerate(self._in_read_order(path, epoch)):
                 if self._read_enough():
                     break
-                if not by_unit and index % consumers != consumer:
+                if not by_unit and place % consumers != consumer:
                     continue
                 if before_cursor:
                     if index != cursor["record"]:
