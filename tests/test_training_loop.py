@@ -87,6 +87,8 @@ def test_config_rejects_bad_values_and_round_trips(tmp_path):
         TrainConfig(objective="clip")
     with pytest.raises(ValueError, match="steps must be at least 1"):
         TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="shuffle_window must be at least 1"):
+        TrainConfig(shuffle_window=0)
     config = TrainConfig(objective="coca", contrastive_weight=0.5, betas=[0.9, 0.95])
     config.to_json(tmp_path / "train.json")
     assert TrainConfig.from_json(tmp_path / "train.json") == config

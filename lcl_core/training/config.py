@@ -75,13 +75,11 @@ class TrainConfig(JsonConfig):
         if self.objective not in OBJECTIVES:
             problems.append(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
         for name in ("steps", "batch_size", "grad_accum_steps", "log_every", "save_every", "keep_checkpoints",
-                     "max_bad_steps"):
+                     "max_bad_steps", "shuffle_window"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.shuffle_window < 1:
-            problems.append(f"shuffle_window must be at least 1 record, got {self.shuffle_window}")
         if not 0.0 <= self.img_first_prob <= 1.0:
             problems.append(f"img_first_prob must lie in [0, 1], got {self.img_first_prob}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
