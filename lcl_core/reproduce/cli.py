@@ -66,13 +66,13 @@ def main(args) -> int:
         from .ablations import main_ablations
 
         return main_ablations(args)
+    from .table1 import main_claims, reproduce_table1
+
     if args.table == "scale":
-        from .scale import main_scale
+        from .scale import reproduce_scale
 
-        return main_scale(args)
-    from .table1 import main_table1
-
-    return main_table1(args)
+        return main_claims(reproduce_scale, args)
+    return main_claims(reproduce_table1, args)
 
 
 def _compare(args) -> int:

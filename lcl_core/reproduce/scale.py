@@ -46,7 +46,7 @@ from ..transfer.results import PAPER_TABLE1, TABLE1_COLUMNS, column_value, valid
 from . import report
 from .claims import CAPTIONING, RANDOM
 from .stats import interval, paired_difference
-from .table1 import (ROWS, Progress, default_out, from_command_line, machine, make_unit, prepare_setting, recipe_on,
+from .table1 import (ROWS, Progress, default_out, machine, make_unit, prepare_setting, recipe_on,
                      run_units, source_commit)
 
 SCHEMA = "lcl-scale/1"
@@ -194,14 +194,3 @@ def assemble(recipe, setting, budgets: list[dict], seeds: Sequence[int], world_s
         "budgets": budgets, "rows": list(COMPARED) + [RANDOM], "records": records, "curves": curves, "gaps": gaps,
         "trends": trends, "claims": {"claims": claims}, "transfer": transfer,
     }
-
-
-def main_scale(args) -> int:
-    results = from_command_line(reproduce_scale, profile=args.profile, world=args.world, seeds=args.seeds,
-                                world_seed=args.world_seed, out=args.out, report_dir=args.report,
-                                allow_dirty=args.allow_dirty)
-    if results is None:
-        return 2
-    for claim in results["claims"]["claims"]:
-        print(f"  {claim['verdict']:>8}  {claim['key']}")
-    return 0

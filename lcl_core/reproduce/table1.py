@@ -497,8 +497,10 @@ def from_command_line(reproduce: Callable, **arguments):
         return None
 
 
-def main_table1(args) -> int:
-    results = from_command_line(reproduce_table1, profile=args.profile, world=args.world, seeds=args.seeds,
+def main_claims(reproduce: Callable, args) -> int:
+    """``lcl reproduce table1|scale``: ``reproduce`` with the command line's arguments, then each claim's
+    verdict on one line; 2 on bad input."""
+    results = from_command_line(reproduce, profile=args.profile, world=args.world, seeds=args.seeds,
                                 world_seed=args.world_seed, out=args.out, report_dir=args.report,
                                 allow_dirty=args.allow_dirty)
     if results is None:
