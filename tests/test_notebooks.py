@@ -25,8 +25,8 @@ import pytest
 from lcl_core.data.realism import REAL_SAMPLE
 from lcl_core.config import get_preset
 from lcl_core.exercises import EXERCISES, lookup
-from lcl_core.notebooks import (PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, repo_root,
-                                run_notebooks)
+from lcl_core.notebooks import PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, run_notebooks
+from lcl_core.paths import repo_root
 from lcl_core.reproduce import PROFILES as REPRODUCTION_PROFILES
 from lcl_core.reproduce.report import verdict_agreement
 
