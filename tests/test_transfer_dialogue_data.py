@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 
 from lcl_core.data.assets import load_assets
-from lcl_core.transfer.dialogue_data import (ANNOTATORS, BENCHMARKS, MME_SUFFIX, blind_questions, dialogue_scene,
-                                             name, questions)
+from lcl_core.transfer.dialogue_data import (ANNOTATORS, BENCHMARKS, MME_SUFFIX, OPTION_LETTER, SHORT_ANSWER,
+                                             blind_questions, dialogue_scene, instruction_data, name,
+                                             popular_names, questions)
 from lcl_core.transfer.mllm_scores import vqa_accuracy, vqa_normalize
 
 
@@ -101,3 +102,30 @@ def test_blind_questions_ask_what_the_pages_state():
     assert hexagon.options["ABCD".index(hexagon.answers[0])] == "hexagon"
     after_six = next(q for q in asked if q.question == "Which number comes right after six?")
     assert after_six.options["ABCD".index(after_six.answers[0])] == "seven" and "six" not in after_six.options
+
+
+def test_instruction_conversations_answer_with_the_truth_in_llava_form(scenes):
+    records = instruction_data(scenes["train"], seed=0)
+    assert len(records) == len(scenes["train"])
+    for record in records:
+        turns = record["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2) and turns
+        assert turns[0]["value"].startswith("<image>\n") and not any("<image>" in t["value"] for t in turns[1:])
+        prompts = [t["value"].removeprefix("<image>\n") for t in turns[::2]]
+        assert len(prompts) == len(set(prompts))  # no question twice
+    star = {"layout": "objects", "objects": [{"family": "shape", "kind": "star", "colour": "red", "instance": 0.5}],
+            "count": 1, "size": "small", "position": "left", "relation": None, "background": "grass"}
+    record = instruction_data([star], seed=0)[0]
+    answers = dict(zip((t["value"].removeprefix("<image>\n") for t in record["conversations"][::2]),
+                       (t["value"] for t in record["conversations"][1::2])))
+    assert answers["What colour is the star?\n" + SHORT_ANSWER] == "red"  # the truth, not an annotator's slip
+    assert answers["Where is the star?\n" + SHORT_ANSWER] == "left"
+    assert answers["Is the star red?" + MME_SUFFIX] == "yes"
+    choice = next(p for p in answers if p.startswith("Which object is shown?"))
+    assert choice.endswith(OPTION_LETTER) and f"{answers[choice]}. star" in choice
+
+
+def test_popular_names_count_scenes_not_objects():
+    rings = {"objects": [{"family": "shape", "kind": "ring", "colour": "red"}] * 3}  # one scene, three rings
+    star = {"objects": [{"family": "shape", "kind": "star", "colour": "red"}]}
+    assert popular_names([rings, star, star]) == ("star", "ring")  # counting objects would put ring first

@@ -32,6 +32,7 @@ instances, another random stream), so no test image or question is in the traini
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..data.assets import DIGIT_NAMES, SHAPES, stable_int
@@ -58,7 +59,8 @@ class Question:
     benchmark: str
     image: int | None
     question: str
-    answers: tuple[str, ...]  # vqav2: the annotators' answers; otherwise one: the truth (a letter for choices)
+    truth: str  # the scene's answer (a letter for multiple choice): what a training conversation answers
+    answers: tuple[str, ...]  # what the scorer compares with — vqav2: the ten annotators'; otherwise (truth,)
     category: str  # the aspect asked about (MME's category, POPE's setting, MMBench's skill)
     group: str = ""  # MME: the image both of its questions share; MMBench: the question its rotations share
     options: tuple[str, ...] = field(default=())  # multiple choice, in the order shown
@@ -126,8 +128,8 @@ def _vqa(scene: dict, image: int, rng: random.Random) -> list[Question]:
         return []
     obj = scene["objects"][0]
     words = {"n": name(obj), "p": name(obj, 2)}
-    return [Question("vqav2", image, OPEN_QUESTIONS[attribute].format(**words), _annotators(rng, attribute, value),
-                     attribute) for attribute, value in _facts(scene).items()]
+    return [Question("vqav2", image, OPEN_QUESTIONS[attribute].format(**words), _answer_forms(attribute, value)[0],
+                     _annotators(rng, attribute, value), attribute) for attribute, value in _facts(scene).items()]
 
 
 def _gqa(scene: dict, image: int, rng: random.Random) -> list[Question]:
@@ -141,7 +143,7 @@ def _gqa(scene: dict, image: int, rng: random.Random) -> list[Question]:
              ("compare", f"Are the {name(a)} and the {name(b)} the same colour?",
               "yes" if a["colour"] == b["colour"] else "no"),
              ("attribute", f"What colour is the object {RELATION_PHRASES[relation]} the {name(b)}?", a["colour"])]
-    return [Question("gqa", image, q, (answer,), category) for category, q, answer in asked if answer]
+    return [Question("gqa", image, q, answer, (answer,), category) for category, q, answer in asked if answer]
 
 
 def _present(scene: dict) -> set[str]:
@@ -171,8 +173,8 @@ def _pope(scene: dict, image: int, rng: random.Random, popular: tuple[str, ...])
         if not negatives[setting]:
             continue
         absent = rng.choice(negatives[setting])
-        asked += [Question("pope", image, f"Is there a {shown} in the image?", ("yes",), setting),
-                  Question("pope", image, f"Is there a {absent} in the image?", ("no",), setting)]
+        asked += [Question("pope", image, f"Is there a {shown} in the image?", "yes", ("yes",), setting),
+                  Question("pope", image, f"Is there a {absent} in the image?", "no", ("no",), setting)]
     return asked
 
 
@@ -194,8 +196,8 @@ def _mme(scene: dict, image: int, rng: random.Random) -> list[Question]:
     if "colour" in facts:
         pairs["color"] = (f"Is the {n} {facts['colour']}?",
                           f"Is the {n} {rng.choice(_alternatives('colour', facts['colour']))}?")
-    return [Question("mme", image, question + MME_SUFFIX, (truth,), category, group)
-            for category, both in pairs.items() for question, truth in zip(both, ("yes", "no"))]
+    return [Question("mme", image, question + MME_SUFFIX, answer, (answer,), category, group)
+            for category, both in pairs.items() for question, answer in zip(both, ("yes", "no"))]
 
 
 def _choice(benchmark: str, image: int | None, question: str, truth: str, others: list[str], category: str,
@@ -203,7 +205,8 @@ def _choice(benchmark: str, image: int | None, question: str, truth: str, others
     """Four options (the truth among three distractors), in a random order, the right letter as the answer."""
     options = [truth] + rng.sample(others, 3)
     rng.shuffle(options)
-    return Question(benchmark, image, question, ("ABCD"[options.index(truth)],), category, group, tuple(options))
+    letter = "ABCD"[options.index(truth)]
+    return Question(benchmark, image, question, letter, (letter,), category, group, tuple(options))
 
 
 def _mmbench(scene: dict, image: int, rng: random.Random) -> list[Question]:
@@ -265,3 +268,49 @@ def questions(scene: dict, image: int, benchmark: str, *, seed: int,
         return _mmbench(scene, image, rng)
     raise ValueError(f"unknown benchmark {benchmark!r}; the image benchmarks are {', '.join(BENCHMARKS[:-1])}")
 
+
+
+# ---- the instruction data ------------------------------------------------------------------------------
+# LLaVA-1.5's response-format prompts: short answers, yes/no and option letters are asked for in words
+SHORT_ANSWER = "Answer the question using a single word or phrase."
+OPTION_LETTER = "Answer with the option's letter from the given choices directly."
+
+
+def prompt(question: Question) -> str:
+    """What the model is asked: the question, its options as ``A. …`` lines, and LLaVA-1.5's format prompt."""
+    if question.options:
+        lines = "\n".join(f"{letter}. {option}" for letter, option in zip("ABCD", question.options))
+        return f"{question.question}\n{lines}\n{OPTION_LETTER}"
+    if question.question.endswith(MME_SUFFIX):
+        return question.question
+    return f"{question.question}\n{SHORT_ANSWER}"
+
+
+def popular_names(scenes: list[dict]) -> tuple[str, ...]:
+    """Object names by how many training scenes show them, most first (ties by name): POPE's popular setting."""
+    counts = Counter(n for scene in scenes for n in {name(obj) for obj in scene["objects"]})
+    return tuple(sorted(counts, key=lambda n: (-counts[n], n)))
+
+
+def conversation(image: int, asked: list[Question]) -> dict:
+    """One LLaVA-format record: the image's questions as turns (``<image>`` opens the first), answered with
+    the scene's truth — never an annotator's slip, so no noise is taught."""
+    turns = []
+    for turn, question in enumerate(asked):
+        turns += [{"from": "human", "value": ("<image>\n" if turn == 0 else "") + prompt(question)},
+                  {"from": "gpt", "value": question.truth}]
+    return {"id": f"dialogue-{image}", "image": image, "conversations": turns}
+
+
+def instruction_data(scenes: list[dict], *, seed: int) -> list[dict]:
+    """The stage-2 training set: one conversation per training scene holding every image benchmark's
+    questions about it (LLaVA-1.5 mixes VQAv2, GQA and multiple-choice data in the same way)."""
+    popular = popular_names(scenes)
+    records = []
+    for image, scene in enumerate(scenes):
+        asked: dict[str, Question] = {}  # a question two benchmarks ask (POPE's "yes" one) is asked once
+        for benchmark in BENCHMARKS[:-1]:
+            for q in questions(scene, image, benchmark, seed=seed, popular=popular):
+                asked.setdefault(prompt(q), q)
+        records.append(conversation(image, list(asked.values())))
+    return records
