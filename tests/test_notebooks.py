@@ -298,7 +298,7 @@ def test_09_reproduction_reruns_the_smoke_table_and_shows_its_verdicts(smoke):
     from lcl_core.reproduce.report import verdict_agreement  # the committed cpu verdicts against the headline's
 
     committed = repo_root() / "docs" / "results" / "table1"
-    headline = committed / "cpu-calibrated-shuffled"  # the calibrated world read in the official order
+    headline = committed / "cpu-calibrated-shuffled"  # the calibrated world, each shard's records shuffled
     assert r["v1_world_same_verdicts"] == verdict_agreement(committed / "cpu", headline)[1]
     assert r["file_order_same_verdicts"] == verdict_agreement(committed / "cpu-calibrated", headline)[1]
     assert set(r["verdicts"]) == {c.key for c in CLAIMS} and set(r["verdicts"].values()) <= {"holds", "fails",
