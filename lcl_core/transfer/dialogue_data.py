@@ -237,10 +237,8 @@ def blind_questions(seed: int) -> list[Question]:
     """Multiple choice on what the world's pages state, no image: sides and corners of shapes, digit order."""
     rng = random.Random(stable_int("dialogue-blind", seed))
     asked = []
-    numbers = {"has four equal sides": "square", "has three corners": "triangle", "has five points": "star",
-               "has six sides": "hexagon", "is perfectly round": "circle"}
-    for says, shape in numbers.items():
-        assert SHAPE_FACTS[shape].endswith(f"{says}.")  # the fact the corpus states
+    for shape in ("square", "triangle", "star", "hexagon", "circle"):  # facts that single out one shape
+        says = SHAPE_FACTS[shape].removeprefix(f"A {shape} ").removesuffix(".")  # "has six sides"
         asked.append(_choice("blind", None, f"Which shape {says}?", shape, [s for s in SHAPES if s != shape],
                              "shapes", rng, f"blind {shape}"))
     for value in range(1, len(DIGIT_NAMES)):
