@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .data.world import DEFAULT_WORLD
+from .paths import repo_root
 
 SEQUENCE = (
     "00_quickstart",
@@ -63,11 +64,6 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 KERNEL = "python3"  # jupyter_client runs the kernel spec's "python" with the current interpreter
-
-
-def repo_root() -> Path:
-    """The checkout this package is installed from (editable install)."""
-    return Path(__file__).resolve().parents[1]
 
 
 def notebook_dir() -> Path:
@@ -137,11 +133,6 @@ def write_results(out_dir: str | Path, name: str, results: dict[str, Any]) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_plain(results), indent=2, allow_nan=False) + "\n")
     return path
-
-
-def shared_fixture(*parts: str) -> Path:
-    """A path under ``../shared/fixtures`` beside the repository (it may be absent: check ``exists()``)."""
-    return repo_root().parent.joinpath("shared", "fixtures", *parts)
 
 
 # ---- the runner -------------------------------------------------------------------------------------

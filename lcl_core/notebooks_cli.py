@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from .exercises import exercise_markdown, exercises_for, run_exercise
-from .notebooks import (PROFILES, SEQUENCE, python_literal, declared_parameters, notebook_out_dir, repo_root,
-                        run_notebooks)
+from .notebooks import PROFILES, SEQUENCE, python_literal, declared_parameters, notebook_out_dir, run_notebooks
+from .paths import repo_root
 
 
 def add_arguments(parser) -> None:

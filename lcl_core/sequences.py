@@ -87,7 +87,7 @@ def interleaved_sequence(
     Text pieces are tokenised separately. For word-level BPEs that equals tokenising the pieces joined with
     spaces (the official loader's ``" ".join``) except where the CLIP tokenizer's ``ftfy.fix_text`` repairs
     mojibake across a boundary (a sentence ending ``â€`` before one starting ``™``): on the real MMC4 sample
-    no page differs (README, "Differences"). A text piece that tokenises to an image-layout token raises
+    no page differs (docs/fidelity.md, "Sentences tokenised one by one"). A text piece that tokenises to an image-layout token raises
     :class:`LayoutTokenInText`. Returns the kept images' references.
     """
     body: list[int] = []

@@ -25,8 +25,8 @@ import pytest
 from lcl_core.data.realism import REAL_SAMPLE
 from lcl_core.config import get_preset
 from lcl_core.exercises import EXERCISES, lookup
-from lcl_core.notebooks import (PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, repo_root,
-                                run_notebooks)
+from lcl_core.notebooks import PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, run_notebooks
+from lcl_core.paths import repo_root
 from lcl_core.reproduce import PROFILES as REPRODUCTION_PROFILES
 from lcl_core.reproduce.report import verdict_agreement
 
@@ -295,10 +295,12 @@ def test_09_reproduction_reruns_the_smoke_table_and_shows_its_verdicts(smoke):
 
     r = results(smoke, "09_reproduction")
     assert r["reproduction_profile"] == "smoke-calibrated" and r["seeds"] == [0, 1]
-    from lcl_core.reproduce.report import verdict_agreement  # the committed cpu verdicts, v1 world against calibrated
+    from lcl_core.reproduce.report import verdict_agreement  # the committed cpu verdicts against the headline's
 
     committed = repo_root() / "docs" / "results" / "table1"
-    assert r["v1_world_same_verdicts"] == verdict_agreement(committed / "cpu", committed / "cpu-calibrated")[1]
+    headline = committed / "cpu-calibrated-shuffled"  # the calibrated world, each shard's records shuffled
+    assert r["v1_world_same_verdicts"] == verdict_agreement(committed / "cpu", headline)[1]
+    assert r["file_order_same_verdicts"] == verdict_agreement(committed / "cpu-calibrated", headline)[1]
     assert set(r["verdicts"]) == {c.key for c in CLAIMS} and set(r["verdicts"].values()) <= {"holds", "fails",
                                                                                               "inconclusive"}
     assert r["rows"] == sorted(row.label for row in ROWS)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lcl_core.notebooks import repo_root
+from lcl_core.paths import repo_root
 from lcl_core.reproduce.verify import Check, leaves, profile_and_world, same, select, unit_names, verify
 
 SMOKE_RESULT = repo_root() / "docs" / "results" / "table1" / "smoke"

@@ -47,6 +47,7 @@ from ..data.paired import SAMPLES_PER_PAIR
 from ..diagnostics import final_value, latent_diagnostics
 from ..model import LCLModel
 from ..objectives import OBJECTIVES, objective_spec
+from ..paths import repo_root
 from ..training import RunSpec, TrainConfig, train_run
 from ..training.data import build_batches
 from ..training.runs import build_tokenizer
@@ -150,8 +151,6 @@ def default_out(recipe: Profile) -> Path:
 
 
 def current_commit() -> str:
-    from ..notebooks import repo_root
-
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True,
                               check=True).stdout.strip()
