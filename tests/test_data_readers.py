@@ -4,6 +4,8 @@ import itertools
 import json
 import random
 import zipfile
+from collections import Counter
+from math import comb
 
 import pyarrow.parquet as pq
 import pytest
@@ -155,46 +157,63 @@ def test_collate_concatenates_images_and_pads(world):
     assert (batch["input_ids"] == tok.soi_id).sum(1).tolist() == batch["num_images"].tolist()
 
 
-def test_a_shuffle_window_reads_each_run_of_records_in_its_own_drawn_order(world):
-    """Windows of 5 records: each window's records are the file's next 5, in an order that depends on the
-    seed and the epoch; window 1 is file order."""
-    def records(**options):
-        order = {}
+def test_a_shuffle_window_reads_runs_of_records_across_shards_in_drawn_orders(world):
+    """Windows of 5 records: the shards' records in file order, shard after shard in the epoch's order, cut
+    into runs of 5, each read in an order drawn from the seed, the epoch and its first record. A run that
+    reaches a shard's end goes on into the next shard, as a sample buffer does. Window 1 is file order."""
+    folder, _ = world
+    lines = {p.name: len(zipfile.ZipFile(p).read(p.name[:-4]).splitlines()) for p in (folder / "mmc4").glob("*.zip")}
+
+    def read_order(**options):
+        """[(file, record, window)] of each record read, once (a document may give several rows)."""
+        order = []
         for sample in mmc4(world, **options):
-            position = sample["position"]
-            order.setdefault(position["file"], [])
-            if position["record"] not in order[position["file"]]:  # a document may give several rows
-                order[position["file"]].append(position["record"])
+            p = sample["position"]
+            if not order or order[-1][:2] != (p["file"], p["record"]):
+                order.append((p["file"], p["record"], tuple(p["window"])))
         return order
 
-    in_file_order = records()
-    assert all(rs == sorted(rs) for rs in in_file_order.values())
-    shuffled = records(shuffle_window=5)
-    assert shuffled.keys() == in_file_order.keys() and shuffled != in_file_order
-    for name, rs in shuffled.items():
-        assert sorted(rs) == in_file_order[name]  # the same records, each once
-        windows = [r // 5 for r in rs]  # records 0-4 are the first window, 5-9 the second, ...
-        assert windows == sorted(windows)  # no record leaves its window
-    assert shuffled == records(shuffle_window=5)  # a function of the seed ...
-    assert shuffled != records(shuffle_window=5, seed=4)
+    in_file_order = read_order()
+    shards = list(dict.fromkeys(name for name, _, _ in in_file_order))
+    stream = [(name, i) for name in shards for i in range(lines[name])]  # every record, broken ones too
+    readable = {(name, i) for name, i, _ in in_file_order}
+    assert [(name, i) for name, i, _ in in_file_order] == [r for r in stream if r in readable]
+    runs = [stream[k:k + 5] for k in range(0, len(stream), 5)]
+    assert any(len({name for name, _ in run}) == 2 for run in runs)  # 16-record shards: runs cross them
+
+    shuffled = read_order(shuffle_window=5)
+    by_window: dict[tuple, list] = {}  # in the order the windows were first read
+    for name, i, window in shuffled:
+        by_window.setdefault(window, []).append((name, i))
+    read_runs = [run for run in runs if any(r in readable for r in run)]
+    assert [sorted(group, key=stream.index) for group in by_window.values()] == \
+        [[r for r in run if r in readable] for run in read_runs]  # each run's records together, run after run
+    unit = {name: index for index, name in enumerate(sorted(lines))}  # units are the sorted files
+    for (first_unit, first, place), run in zip(by_window, read_runs):  # the run's first record, its place
+        assert (first_unit, first, place) == (unit[run[0][0]], run[0][1], 5 * runs.index(run))
+    assert [r[:2] for r in shuffled] != [r[:2] for r in in_file_order]
+    assert shuffled == read_order(shuffle_window=5)  # a function of the seed ...
+    assert shuffled != read_order(shuffle_window=5, seed=4)
     other_epoch = mmc4(world, shuffle_window=5)
     other_epoch.set_epoch(1)  # ... and of the epoch
-    assert [s["position"]["record"] for s in other_epoch] != [r for rs in shuffled.values() for r in rs]
+    assert [s["position"]["record"] for s in other_epoch] != [s["position"]["record"] for s in mmc4(world, shuffle_window=5)]
     with pytest.raises(ValueError, match="shuffle_window must be at least 1"):
         mmc4(world, shuffle_window=0)
 
 
-def test_the_trainers_pair_batches_mix_pages_a_shard_keeps_together(world, tmp_path):
-    """MMC4-Pair shards hold a page's pairs side by side; read in file order a batch is a few pages, read
-    as the trainer reads them (shuffled in windows) it is nearly as many pages as pairs. The window mixes
-    one shard's records, so the shards here hold 64 pairs (the `cpu` world's about 990)."""
+def test_the_trainers_pair_batches_mix_the_pages_of_many_shards(world, tmp_path):
+    """MMC4-Pair shards hold a page's pairs side by side. Read in file order a batch is a few pages; read in
+    runs of one shard (what a shuffle within each shard gives) it is the pages of one shard; read as the
+    trainer reads them (runs of 5,000 records across shards, the official buffer's size) it is as many
+    pages as pairs drawn from the whole set at random. The shards here hold 16 pairs, so the gap is wide."""
     _, tok = world
     folder = tmp_path / "world"
-    build_world(folder, docs=40, seed=0, pairs=20, eval_sizes=SMALL_EVAL, docs_per_shard=16, pairs_per_shard=64)
-    pages = {}
+    build_world(folder, docs=40, seed=0, pairs=20, eval_sizes=SMALL_EVAL, docs_per_shard=16, pairs_per_shard=16)
+    pages, shards = {}, {}
     for tar in (folder / "mmc4_pair").glob("*.tar"):
         for index, sample in enumerate(tar_samples(tar, max_member_bytes=1 << 20)):
             pages[tar.name, index] = json.loads(sample["json"])["url"]
+            shards.setdefault(tar.name, Counter())[pages[tar.name, index]] += 1
 
     def pages_per_batch(window):
         data = PairedDataset(folder / "mmc4_pair", tok, image_size=16, num_image_tokens=N_TOKENS, context_length=32,
@@ -202,10 +221,17 @@ def test_the_trainers_pair_batches_mix_pages_a_shard_keeps_together(world, tmp_p
         groups = [[pages[p["file"], p["record"]] for p in b["positions"]] for b in make_loader(data, batch_size=8)]
         return sum(len(set(g)) for g in groups[:-1]) / len(groups[:-1])  # the last batch may be short
 
-    assert len(set(pages.values())) < len(pages) / 2  # pages with several pairs
-    # 8 pairs drawn at random from a shard of about 16 pages × 4 pairs come from 16 · (1 − C(60,8)/C(64,8))
-    # ≈ 6.7 pages on average; read in file order from about 2.5 (8 pairs / 4 per page, plus a page boundary)
-    assert pages_per_batch(1) <= 3.5 and pages_per_batch(TrainConfig().shuffle_window) >= 5.5
+    def expected_pages(pairs_per_page: Counter) -> float:
+        """Distinct pages among 8 pairs drawn without replacement: Σ_page P(the page is drawn at least once)."""
+        n = sum(pairs_per_page.values())
+        return sum(1 - comb(n - k, 8) / comb(n, 8) for k in pairs_per_page.values())
+
+    assert set(map(sum, map(Counter.values, shards.values()))) == {16} and len(set(pages.values())) < len(pages) / 3
+    whole_set = expected_pages(Counter(pages.values()))  # 7.4 here
+    one_shard = sum(map(expected_pages, shards.values())) / len(shards)  # 4.3
+    assert pages_per_batch(1) <= 3.5
+    assert abs(pages_per_batch(16) - one_shard) < 0.6  # 17 full batches: the mean's s.e. is about 0.2
+    assert abs(pages_per_batch(TrainConfig().shuffle_window) - whole_set) < 0.6
 
 
 def keys(samples):
@@ -255,6 +281,25 @@ def test_resume_continues_the_uninterrupted_stream(world, loop, window):
         assert [(p["epoch"], p["file"], p["record"]) for p in pos_a] == [(p["epoch"], p["file"], p["record"]) for p in pos_b]
     if loop:
         assert len({p["epoch"] for _, _, ps in rest for p in ps}) > 1  # the resumed stream crossed an epoch
+
+
+def test_resume_inside_a_window_that_began_in_the_previous_shard(world):
+    """The cursor's run started in another shard than the cursor's record: the resumed stream goes back to
+    that shard, draws the run again and continues right after the cursor. A position saved by a reader
+    without windows across shards cannot be continued exactly, and says so."""
+    full = list(mmc4(world, shuffle_window=5))
+    crossing = [k for k, s in enumerate(full) if s["position"]["window"][0] != s["position"]["unit"]]
+    assert crossing, "16-record shards and runs of 5: some runs cross a shard's end"
+    for k in crossing[:3]:
+        data = mmc4(world, shuffle_window=5)
+        data.resume_from([s["position"] for s in full[:k + 1]])
+        rest = list(data)
+        assert [s["position"] for s in rest] == [s["position"] for s in full[k + 1:]]
+        assert all(a["ids"] == b["ids"] for a, b in zip(rest, full[k + 1:]))
+    old = mmc4(world, shuffle_window=5)
+    old.resume_from([{key: value for key, value in full[3]["position"].items() if key != "window"}])
+    with pytest.raises(ValueError, match="has no 'window'"):
+        next(iter(old))
 
 
 def test_resume_in_process_and_a_worker_count_mismatch(world):

@@ -21,13 +21,14 @@ World folder (``lcl data world --out DIR --docs N --tier basic|real --seed S``, 
 Readers (torch ``IterableDataset``): :class:`MMC4Dataset`, :class:`ObelicsDataset`,
 :class:`PairedDataset` ``(paths, tokenizer, *, image_size, num_image_tokens, context_length, seed,
 loop=False, shuffle=True, shuffle_window=1, rank=None, world_size=None, limits=ReadLimits(), ...rule knobs)``
-(``shuffle_window``: records read in a shuffled order within runs of that many; 1: file order). ``paths``:
+(``shuffle_window``: records read in a shuffled order within runs of that many, across shard
+boundaries; 1: file order). ``paths``:
 files, folders or globs; ``limits`` bounds what an untrusted file may ask for (pixels before decoding,
 bytes of a JSON line, tar member or parquet row, items of a document's lists; each a counted skip). Each sample is ``{"images": FloatTensor[k,3,H,W], "ids": list[int], "position": dict}``, the
 ``k`` images in the order of the row's ``<soi>`` tokens.
 
 ``position`` = ``{"epoch", "rank", "world_size", "worker", "num_workers", "unit", "file", "record",
-"part"}`` (+ ``"skipped": {reason: n}`` for skips since the previous sample of that worker, and
+"part", "window"}`` (+ ``"skipped": {reason: n}`` for skips since the previous sample of that worker, and
 ``"inherited": i`` for a sample of the worker's i-th handed-over share after an elastic resume).
 
 Batches (:func:`collate` / :func:`make_loader`): ``{"images": FloatTensor[M,3,H,W]`` (all images,

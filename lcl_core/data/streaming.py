@@ -5,18 +5,19 @@ Order. Each epoch the sorted list of files ("units") is permuted by ``(seed, epo
 as many units as consumers (ranks × workers), consumer ``c`` reads units ``c, c + C, …`` of that
 permutation; with fewer units every consumer reads all of them and keeps the records it reads at places
 ``i ≡ c (mod C)`` of the read order (below).
-Records are read one unit at a time, so memory does not grow with the corpus: in file order, or with
-``shuffle_window`` W > 1 each run of W consecutive records in an order drawn from ``(seed, epoch, file,
-window)`` (the trainer's default, :class:`~lcl_core.training.TrainConfig`: the official loaders shuffle
-documents and draw pairs through a buffer, and a shard keeps a page's pairs side by side).
+A consumer reads its units' records one after the other, so memory does not grow with the corpus: in
+file order, or with ``shuffle_window`` W > 1 in runs of W consecutive records, across unit boundaries,
+each in an order drawn from ``(seed, epoch, its first record)`` (the trainer's default,
+:class:`~lcl_core.training.TrainConfig`: W = 5,000, the official loader's sample buffer, which mixes the
+pairs of many shards; a shard keeps a page's pairs side by side).
 Randomness (placement, duplicate choice, layout) comes from ``(seed, epoch, file name, record)``, so a
 record gives the same sample whether or not the stream was resumed.
 
 Resume. Each sample's ``position`` names its consumer and record. ``resume_from(positions)`` takes
 the positions of consumed samples (in consumption order; :func:`keep_latest` keeps the set small),
-continues every worker right after its last one (in the read order: a shuffled window is drawn again
-and read past up to that record), and rotates the workers so that the DataLoader's
-round-robin resumes with the worker that was next.
+continues every worker right after its last one (in the read order: the position's ``window`` names
+the first record of its run, which is drawn again and read past up to that record), and rotates the
+workers so that the DataLoader's round-robin resumes with the worker that was next.
 
 Elastic resume. Positions saved on another number of ranks (the same workers per rank) are handed
 over (:func:`hand_over`): what each old consumer had not read of the epochs begun, from its last
@@ -197,7 +198,7 @@ def hand_over(positions: list[dict], plan: dict | None, *, layout: tuple[int, in
     there was no plan). New consumer ``j`` inherits what the old consumers ``k ≡ j (mod new
     consumers)`` left, epoch by epoch, and reads its own shares from the next epoch on. A share is
     ``{"epoch", "consumer", "consumers"}`` (the records that consumer of that many read in that
-    epoch), plus ``"unit"``, ``"record"``, ``"part"`` of the last sample already read, if any.
+    epoch), plus ``"unit"``, ``"record"``, ``"part"``, ``"window"`` of the last sample already read, if any.
 
     Returns ``{"layout": [ranks, workers], "epoch": the epoch of the first handover (a stream that does
     not loop stays in it), "start_epoch": the first epoch of the new consumers' own shares,
@@ -233,7 +234,7 @@ def hand_over(positions: list[dict], plan: dict | None, *, layout: tuple[int, in
 
 
 def _read_up_to(position: dict) -> dict:
-    return {key: position[key] for key in ("unit", "record", "part")}
+    return {key: position[key] for key in ("unit", "record", "part", "window") if key in position}
 
 
 def keep_latest(positions: Iterable[dict]) -> list[dict]:
@@ -368,49 +369,53 @@ class ShardedStream(IterableDataset):
     def _share(self, epoch: int, consumer: int, consumers: int, cursor: dict | None, *, worker: int,
                num_workers: int, inherited: int | None = None):
         """The samples of ``consumer``'s share of ``epoch`` among ``consumers``, after ``cursor`` (the last
-        one read: ``unit``, ``record``, ``part``) when given; ``inherited``: the index of a handed-over share
-        of this worker, recorded in the positions. Returns the number of samples yielded."""
+        one read: ``unit``, ``record``, ``part``, ``window``) when given; ``inherited``: the index of a
+        handed-over share of this worker, recorded in the positions. Returns the number of samples yielded."""
         order = list(range(len(self.units)))
         if self.shuffle:
             random.Random(stable_int("units", self.seed, epoch)).shuffle(order)
         by_unit = len(self.units) >= consumers
         mine = order[consumer::consumers] if by_unit else order
+        start = None
         if cursor is not None:
-            mine = mine[mine.index(cursor["unit"]):]
+            if "window" not in cursor:
+                raise ValueError(f"{type(self).__name__}: the saved position (unit {cursor['unit']}, record "
+                                 f"{cursor['record']}) has no 'window': it was saved by a reader that shuffled each shard on its own, and "
+                                 "this one cannot continue that order exactly")
+            start = cursor["window"]
+            mine = mine[mine.index(start[0]):]
         self._epoch_skips = Counter()
         produced, attempted = 0, 0
-        for unit in mine:
+        before_cursor = cursor is not None  # read past the cursor's window up to the cursor's record
+        for window, place, unit, index, raw in self._in_read_order(mine, epoch, start):
             if self._read_enough():
                 break
-            path = self.units[unit]
-            before_cursor = cursor is not None and unit == cursor["unit"]  # read past up to the cursor's record
             # split by place in the read order, not record index: then C consumers' rows of one step are the
-            # rows one process reads in that step, shuffled window or not (in file order place = index)
-            for place, (index, raw) in enumerate(self._in_read_order(path, epoch)):
-                if self._read_enough():
-                    break
-                if not by_unit and place % consumers != consumer:
+            # rows one process reads in that step, shuffled window or not
+            if not by_unit and place % consumers != consumer:
+                continue
+            if before_cursor:
+                if (unit, index) != (cursor["unit"], cursor["record"]):
                     continue
-                if before_cursor:
-                    if index != cursor["record"]:
-                        continue
-                    before_cursor = False
-                attempted += 1
-                self.records_read += 1
-                try:
-                    samples = self._samples(raw, random.Random(stable_int(self.seed, epoch, path.name, index)))
-                except (Skip, LayoutTokenInText) as skip:
-                    reason = skip.reason if isinstance(skip, Skip) else "image_token_in_text"
-                    self.count(reason)
-                    self.records_skipped[reason] += 1
+                before_cursor = False
+            attempted += 1
+            self.records_read += 1
+            path = self.units[unit]
+            try:
+                samples = self._samples(raw, random.Random(stable_int(self.seed, epoch, path.name, index)))
+            except (Skip, LayoutTokenInText) as skip:
+                reason = skip.reason if isinstance(skip, Skip) else "image_token_in_text"
+                self.count(reason)
+                self.records_skipped[reason] += 1
+                continue
+            for part, sample in enumerate(samples):
+                if cursor is not None and (unit, index) == (cursor["unit"], cursor["record"]) \
+                        and part <= cursor["part"]:
                     continue
-                for part, sample in enumerate(samples):
-                    if cursor is not None and (unit, index) == (cursor["unit"], cursor["record"]) \
-                            and part <= cursor["part"]:
-                        continue
-                    sample["position"] = self._position(epoch, worker, num_workers, unit, index, part, inherited)
-                    produced += 1
-                    yield sample
+                sample["position"] = self._position(epoch, worker, num_workers, unit, index, part, inherited,
+                                                    window)
+                produced += 1
+                yield sample
         self._finish_epoch(epoch, worker, produced, attempted or sum(self._epoch_skips.values()), cursor,
                            [self.units[u] for u in mine])
         return produced
@@ -418,23 +423,29 @@ class ShardedStream(IterableDataset):
     def _read_enough(self) -> bool:
         return self.max_records is not None and self.records_read >= self.max_records
 
-    def _in_read_order(self, path: Path, epoch: int) -> Iterator[tuple[int, Any]]:
-        """A file's records in the order ``epoch`` reads them: file order, or (``shuffle`` and a
-        ``shuffle_window`` above 1) each run of ``shuffle_window`` consecutive records in an order drawn from
-        (seed, epoch, file, window). That is a streaming shuffle buffer made a function of the position, so
-        a resumed stream reads the cursor's window again and continues right after the cursor's record.
-        Without it a shard's neighbours share a batch: MMC4-Pair shards hold each page's pairs side by side,
-        where the official loader draws pairs through a 5,000-sample buffer and documents in random order."""
-        records = self._guarded_records(path)
-        if not self.shuffle or self.shuffle_window == 1:
-            yield from records
-            return
-        for window_index in itertools.count():
-            window = list(itertools.islice(records, self.shuffle_window))
-            if not window:
-                return
-            random.Random(stable_int("records", self.seed, epoch, path.name, window_index)).shuffle(window)
-            yield from window
+    def _in_read_order(self, units: list[int], epoch: int, start: list[int] | None = None):
+        """``(window, place, unit, record index, raw record)`` of ``units`` (in that order) as ``epoch``
+        reads them, from ``start`` (a ``window``) on. The units' records are taken in file order, one unit
+        after the other, in runs of ``shuffle_window`` (1 without ``shuffle``), each read in an order drawn
+        from (seed, epoch, its first record). So a run draws from as many shards as it spans, as the
+        official loader's 5,000-sample buffer does: an MMC4-Pair shard holds each page's pairs side by side,
+        and runs that stopped at a shard's end would put page-mates in one batch (a 500-pair shard: 40 %
+        of a batch of 72). ``window`` is ``[unit, record index, place]`` of the run's first record in file
+        order: a resumed stream starts there, draws the run again and reads past up to its cursor, reading
+        no other records again. ``place`` counts the records of the read order from the share's start."""
+        size = self.shuffle_window if self.shuffle else 1
+        records = ((unit, index, raw) for unit in units for index, raw in self._guarded_records(self.units[unit])
+                   if start is None or unit != start[0] or index >= start[1])
+        place = start[2] if start else 0
+        while window := list(itertools.islice(records, size)):
+            first_unit, first_index, _ = window[0]
+            mark = [first_unit, first_index, place]
+            if size > 1:
+                rng = random.Random(stable_int("records", self.seed, epoch, self.units[first_unit].name, first_index))
+                rng.shuffle(window)
+            for offset, (unit, index, raw) in enumerate(window):
+                yield mark, place + offset, unit, index, raw
+            place += len(window)
 
     def _guarded_records(self, path: Path) -> Iterator[tuple[int, Any]]:
         """A file's records; a file that breaks (at open or midway) is counted, not raised."""
@@ -446,10 +457,10 @@ class ShardedStream(IterableDataset):
             self.count("unreadable_file")
             log.warning("%s: cannot read %s (%s: %s)", type(self).__name__, path, type(error).__name__, error)
 
-    def _position(self, epoch, worker, num_workers, unit, index, part, inherited) -> dict:
+    def _position(self, epoch, worker, num_workers, unit, index, part, inherited, window) -> dict:
         position = {"epoch": epoch, "rank": self.rank, "world_size": self.world_size, "worker": worker,
                     "num_workers": num_workers, "unit": unit, "file": self.units[unit].name,
-                    "record": index, "part": part}
+                    "record": index, "part": part, "window": window}
         if inherited is not None:
             position["inherited"] = inherited
         if self._pending:  # carried to the main process, where collate() sums them into batch["skips"]

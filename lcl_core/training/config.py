@@ -42,10 +42,10 @@ class TrainConfig(JsonConfig):
                                              aliases=("--lambda",))
     regression_weight: float | None = _knob(None, "weight of the Emu-style regression loss (default: the objective's)")
     img_first_prob: float = _knob(0.5, "chance an image goes before its sentence (MMC4) or a pair is image-first")
-    shuffle_window: int = _knob(1000, "a shard's records are read in a shuffled order within runs of this many "
-                                      "(kit default; 1: file order). The official loaders shuffle documents and "
-                                      "draw pairs through a 5,000-sample buffer; a shard keeps a page's pairs "
-                                      "side by side")
+    shuffle_window: int = _knob(5000, "records are read in a shuffled order within runs of this many, across "
+                                      "shard boundaries (1: file order): the official loader's 5,000-sample "
+                                      "buffer, which mixes the pairs of many shards; a shard keeps a page's "
+                                      "pairs side by side")
     precision: str = _knob("auto", "auto: bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
     grad_checkpointing: bool = _knob(False, "activation checkpointing in the ViT and the bridge")
     compile: bool = _knob(False, "torch.compile the forward and loss as one graph")
