@@ -336,30 +336,42 @@ def _widgets(interactive: bool):
     return ipywidgets
 
 
-def document_browser(count: int, show_document: Callable[[int], None], *, interactive: bool) -> None:
-    """A slider over ``count`` documents calling ``show_document(index)``; with ``interactive=False`` (headless
-    runs) or without ipywidgets, the first document is shown as static output instead."""
+def explore(redraw: Callable[..., None], *, interactive: bool, start: Mapping[str, Any] | None = None,
+            **controls) -> None:
+    """``redraw(**values)`` under one control per keyword, redrawn at once when one changes: ``range(n)``
+    gives an integer slider, a sequence of numbers a slider over them, any other sequence (run labels) a
+    drop-down. Each starts at its ``start`` value, else its first. With ``interactive=False`` (headless runs)
+    or without ipywidgets, ``redraw`` is called once with those values, as static output.
+
+        explore(show_document, interactive=True, index=range(len(documents)))
+        explore(show_losses, interactive=True, lam=[0.0, 0.01, 0.1, 1.0], start={"lam": 0.1})
+    """
+    if not controls:
+        raise ValueError("explore needs at least one control")
+    for name, options in controls.items():
+        if len(options) == 0:
+            raise ValueError(f"control {name!r} has no values")
+    first = {name: options[0] for name, options in controls.items()} | dict(start or {})
+    for name, value in first.items():
+        if name not in controls or value not in controls[name]:
+            raise ValueError(f"start value {name}={value!r} is not one of that control's values")
     widgets = _widgets(interactive)
     if widgets is None:
-        show_document(0)
+        redraw(**first)
         return
     from IPython.display import display
 
-    slider = widgets.IntSlider(value=0, min=0, max=count - 1, description="document")
-    display(slider, widgets.interactive_output(show_document, {"index": slider}))
+    def control(name, options):
+        if isinstance(options, range):
+            return widgets.IntSlider(value=first[name], min=options[0], max=options[-1], step=options.step,
+                                     description=name, continuous_update=False)
+        if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
+            return widgets.SelectionSlider(options=list(options), value=first[name], description=name,
+                                           continuous_update=False)
+        return widgets.Dropdown(options=list(options), value=first[name], description=name)
 
-
-def run_picker(labels: Sequence[str], show_run: Callable[[str], None], *, interactive: bool) -> None:
-    """A drop-down over run labels calling ``show_run(label)``; headless (``interactive=False``) or without
-    ipywidgets, the first run is shown as static output instead."""
-    widgets = _widgets(interactive)
-    if widgets is None:
-        show_run(labels[0])
-        return
-    from IPython.display import display
-
-    choice = widgets.Dropdown(options=list(labels), value=labels[0], description="run")
-    display(choice, widgets.interactive_output(show_run, {"label": choice}))
+    shown = {name: control(name, options) for name, options in controls.items()}
+    display(widgets.HBox(list(shown.values())), widgets.interactive_output(redraw, shown))
 
 
 def plot_realism(results: Sequence[Any], *, real: Mapping[str, tuple[float, float]],

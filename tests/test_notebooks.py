@@ -134,6 +134,10 @@ def test_01_data_statistics_and_token_layout(smoke):
     assert realism["calibrated world"]["z_matched"] < realism["v1 world"]["z_matched"]
     if real is not None:
         assert realism["real MMC4"] == pytest.approx({k: v for k, (v, _) in REAL_SAMPLE.items()}, abs=1e-3)
+    # the knob widget's pages (30, seed 0): a page about one subject puts a sentence about as close before
+    # its images; with each image described on its own the share falls (the narration quotes 56 % and 36 %)
+    near = r["knob_page_near_before_share"]
+    assert near["calibrated"] == pytest.approx(0.56, abs=0.01) and near["one_sentence_each"] == pytest.approx(0.36, abs=0.01)
     n, layout = r["num_image_tokens"], r["layout"]
     assert layout["length"] <= r["context_length"]
     assert (layout["first"], layout["last"]) == ("<start_of_text>", "<end_of_text>")
@@ -187,6 +191,15 @@ def test_03_objective_hand_losses_and_collapse(smoke):
     assert r["info_nce_bound_at_init"] <= math.log(r["num_pairs"]) and r["info_nce_bound_at_init"] < 0.5
     collapse = r["collapse"]
     assert collapse["lcl"]["probe_latent_variance"] > 1.5 * collapse["generation_regression"]["probe_latent_variance"]
+    # the λ widget: generation never reaches the pool's query/key side, the contrastive term reaches every weight,
+    # and at the paper's λ = 0.1 the contrastive term already gives most of the encoder's gradient
+    gradient = r["encoder_gradient"]
+    assert gradient["generation_unreached"] and all(name.startswith(("pool.query", "pool.norm_q", "pool.norm_k",
+                                                                     "pool.q_proj", "pool.k_proj"))
+                                                    for name in gradient["generation_unreached"])
+    assert gradient["contrastive_unreached"] == []
+    shares = [gradient["contrastive_share"][lam] for lam in ("0.0", "0.01", "0.1", "1.0")]
+    assert shares[0] == 0 and shares == sorted(shares) and shares[2] > 0.5
 
 
 @pytest.mark.notebooks
