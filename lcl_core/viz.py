@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .diagnostics import metric_series
+from .diagnostics import metric_series, weighted_share
 from .images import denormalize
 from .sequences import contrastive_mask, generation_mask
 from .tokenizer import Tokenizer
@@ -372,6 +372,41 @@ def explore(redraw: Callable[..., None], *, interactive: bool, start: Mapping[st
 
     shown = {name: control(name, options) for name, options in controls.items()}
     display(widgets.HBox(list(shown.values())), widgets.interactive_output(redraw, shown))
+
+
+def show_pages_statistics(records: Sequence[dict], page: int, *, title: str,
+                          statistics: Sequence[str] = ("near_before_share", "z_best_before", "z_previous")) -> dict:
+    """One page's similarity matrix (``records[page]``) and, beside the real MMC4 sample's, the statistics
+    of :mod:`lcl_core.data.realism` over all ``records``; returns those statistics."""
+    from .data.realism import LABELS, REAL_SAMPLE, realism
+
+    fig, axes = new_axes(1, width=6.0)
+    plot_similarity_matrix(axes[0], records[page], title=title)
+    show(fig)
+    values = realism(records, bootstrap=0).values
+    print_table([{"statistic": LABELS[name], f"{len(records)} pages": values[name], "real MMC4": REAL_SAMPLE[name][0]}
+                 for name in statistics], digits=3)
+    return values
+
+
+def show_weighted_terms(losses: Mapping[str, float], gradients: Mapping[str, torch.Tensor], *, weight: float,
+                        weighted: str = "contrastive", other: str = "generation") -> float:
+    """Two loss terms, ``other + weight · weighted``: each one's loss and the norm of its gradient on a module
+    (``gradients``, flattened, from :func:`lcl_core.diagnostics.term_gradients`) beside their sum. Prints and
+    returns the weighted term's share of the gradient, ‖w·g_w‖ / (‖g_o‖ + ‖w·g_w‖)."""
+    terms = [other, f"{weight} · {weighted}", "total"]
+    fig, axes = new_axes(2, width=4.2)
+    plot_bars(axes[0], terms, [losses[other], weight * losses[weighted], losses[other] + weight * losses[weighted]],
+              xlabel="term", ylabel="nats", title=f"the loss at weight {weight}")
+    g_other, g_weighted = gradients[other], weight * gradients[weighted]
+    plot_bars(axes[1], terms, [g_other.norm().item(), g_weighted.norm().item(), (g_other + g_weighted).norm().item()],
+              xlabel="term", ylabel="gradient norm", title="its gradient on the module")
+    show(fig)
+    share = weighted_share(gradients[other], gradients[weighted], weight)
+    cosine = torch.cosine_similarity(gradients[other], gradients[weighted], dim=0).item()
+    print(f"weight {weight}: the {weighted} term gives {share:.0%} of the gradient (cosine between the two "
+          f"terms' gradients {cosine:.2f})")
+    return share
 
 
 def plot_realism(results: Sequence[Any], *, real: Mapping[str, tuple[float, float]],

@@ -192,7 +192,7 @@ def test_03_lambda_slider_redraws_the_losses_and_the_encoder_gradient(lab):
     wait_until_run(page, "03_objective")
     cell = show_cell(page, cell_index(page, "explore(show_lambda"))
     redrawn = move_slider(page, cell, readout="0.3")  # the slider starts at the paper's λ = 0.1
-    assert "λ = 0.3: the contrastive term gives" in redrawn
+    assert "weight 0.3: the contrastive term gives" in redrawn
     screenshot(page, "03_objective_lambda")
     page.close()
 
