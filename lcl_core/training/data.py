@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ModelConfig
-from ..data import MMC4Dataset, ObelicsDataset, PairedDataset, keep_latest, make_loader
+from ..data import (MintHtmlDataset, MintPdfDataset, MMC4Dataset, ObelicsDataset, OmniCorpusDataset, PairedDataset,
+                    keep_latest, make_loader)
 from ..objectives import objective_spec
 from ..tokenizer import Tokenizer
 from .checkpointing import same_on_every_rank
@@ -35,11 +36,15 @@ class Source:
 SOURCES = {
     "mmc4": Source(MMC4Dataset, "mmc4", "MMC4 shards (docs_shard_*_v2.jsonl.zip + images/)"),
     "obelics": Source(ObelicsDataset, "obelics", "OBELICS parquet files"),
+    "omnicorpus": Source(OmniCorpusDataset, "omnicorpus", "OmniCorpus-CC parquet files"),
+    "mint": Source(MintHtmlDataset, "mint", "MINT-1T HTML parquet files"),
+    "mint_pdf": Source(MintPdfDataset, "mint_pdf", "MINT-1T PDF or ArXiv tars (key.json + key.tiff)"),
     "pairs": Source(PairedDataset, "pairs", "paired webdataset tars"),
     "mmc4_pair": Source(PairedDataset, "mmc4_pair", "MMC4-Pair webdataset tars"),
 }
 SYNTHETIC = "synthetic"
-INTERLEAVED_READERS = (MMC4Dataset, ObelicsDataset)
+INTERLEAVED_READERS = (MMC4Dataset, ObelicsDataset, OmniCorpusDataset, MintHtmlDataset, MintPdfDataset)
+IMAGES_APART = (MMC4Dataset, ObelicsDataset, OmniCorpusDataset, MintHtmlDataset)  # --images applies to these
 
 
 def source_names(source: str | None, objective: str) -> list[str]:
@@ -88,7 +93,7 @@ def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_c
         options.update(layout=objective_spec(config.objective).pair_layout, img_first_prob=config.img_first_prob)
     elif spec.reader is MMC4Dataset:
         options.update(img_first_prob=config.img_first_prob)
-    if images is not None and spec.reader in INTERLEAVED_READERS:
+    if images is not None and spec.reader in IMAGES_APART:
         options.update(image_root=images)
     return spec.reader(resolve_source_folder(data, source), tokenizer, **options)
 

@@ -53,7 +53,7 @@ from ..objectives import objective_spec
 from ..tokenizer import ClipTokenizer, Tokenizer, TrainedTokenizer, load_tokenizer
 from .checkpointing import list_checkpoints
 from .config import TrainConfig
-from .data import INTERLEAVED_READERS, SOURCES, SYNTHETIC, build_batches, resolve_source_folder, source_names
+from .data import IMAGES_APART, SOURCES, SYNTHETIC, build_batches, resolve_source_folder, source_names
 from .runtime import Runtime, init_runtime
 from .trainer import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
@@ -102,9 +102,9 @@ class RunSpec(JsonConfig):
             raise ValueError(f"source {'+'.join(names)} reads files: give the run a data folder")
         if self.images is not None:
             self.images = str(self.images)
-            if not any(n in SOURCES and SOURCES[n].reader in INTERLEAVED_READERS for n in names):
-                raise ValueError(f"an image folder is for documents (mmc4, obelics); source {'+'.join(names)} "
-                                 "carries its images in its tars")
+            if not any(n in SOURCES and SOURCES[n].reader in IMAGES_APART for n in names):
+                raise ValueError(f"an image folder is for documents with images apart (mmc4, obelics, omnicorpus, "
+                                 f"mint); source {'+'.join(names)} carries its images in its tars")
 
     @property
     def objective(self) -> str:
