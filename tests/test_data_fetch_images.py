@@ -264,6 +264,9 @@ def test_smoke_training_on_fetched_images(fetched, sources, tmp_path, source, ca
     folder, _ = sources
     texts = [line for line in (folder / "mmc4" / "docs_no_face_shard_151_v3.jsonl").read_text().splitlines()]
     tokenizer, config = smoke_model(tmp_path, texts)
-    assert lcl(smoke_pretrain(folder, source, tmp_path / "run", tokenizer, config, "--images", str(out))) == 0
+    filters = ["--max-unsafe", "0.5"] if source == "omnicorpus" else []  # the pages' images score 0.01
+    assert lcl(smoke_pretrain(folder, source, tmp_path / "run", tokenizer, config, "--images", str(out), *filters)) == 0
     assert "done:" in capsys.readouterr().out
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    spec = json.loads((tmp_path / "run" / "run.json").read_text())["spec"]
+    assert spec["omnicorpus_filters"] == ({"max_unsafe": 0.5} if filters else None)

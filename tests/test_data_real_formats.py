@@ -21,6 +21,8 @@ from lcl_core.data.paired import PairedDataset
 from lcl_core.data.streaming import url_image_name
 from lcl_core.data.writers import OBELICS_SCHEMA, write_pairs
 from lcl_core.images import image_transform
+from lcl_core.training import RunSpec
+from lcl_core.training.runs import run_identity
 
 from real_data_helpers import (MINT_HTML_SCHEMA, OMNICORPUS_SCHEMA, mint_html_row, mint_pdf_document,
                                obelics_row, omnicorpus_row, png_bytes, smoke_model, smoke_pretrain, write_parquet,
@@ -149,8 +151,31 @@ def test_inspect_tells_the_formats_apart(tmp_path, clip_tok, capsys):
     assert lcl(["data", "inspect", str(tmp_path / "omni"), "--images", str(tmp_path / "images"), "--show", "0"]) == 0
     printed = capsys.readouterr().out
     assert "OmniCorpus-CC parquet, 1 file" in printed and "rows kept           1 with 2 images" in printed
+    assert lcl(["data", "inspect", str(tmp_path / "omni"), "--images", str(tmp_path / "images"), "--show", "0",
+                "--max-unsafe", "0.005"]) == 1  # every image above it: nothing usable, and why
+    printed = capsys.readouterr().out
+    assert "records skipped     1: no_usable_image 1" in printed and "unsafe_prob_filtered 2" in printed
+    assert lcl(["data", "inspect", str(tmp_path / "mint"), "--max-toxic", "0.5"]) == 2
+    assert "MINT-1T HTML parquet have no OmniCorpus scores" in capsys.readouterr().err
     assert lcl(["data", "inspect", str(tmp_path / "pdf"), "--images", str(tmp_path / "images")]) == 2
     assert "carry their images in the tars" in capsys.readouterr().err
+
+
+def test_pretrain_takes_omnicorpus_filters_for_omnicorpus_only(tmp_path, capsys):
+    argv = ["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--tokenizer", "clip", "--max-unsafe"]
+    assert lcl([*argv, "0.5", "--data-source", "mint"]) == 2
+    assert "OmniCorpus filters are for the omnicorpus source, not mint" in capsys.readouterr().err
+    assert lcl([*argv, "2", "--data-source", "omnicorpus"]) == 2
+    assert "probabilities in [0, 1]: max_unsafe" in capsys.readouterr().err
+
+
+def test_omnicorpus_filters_are_part_of_a_runs_identity(tmp_path):
+    write_parquet(tmp_path / "omnicorpus" / "train-00000-of-00001.parquet",
+                  [omnicorpus_row(TEXTS, urls("id", 1), doc_id="x")], OMNICORPUS_SCHEMA)
+    spec = RunSpec(data=str(tmp_path), source="omnicorpus", tokenizer="clip")
+    strict, stricter = (spec.changed(omnicorpus_filters={"max_unsafe": value}) for value in (0.5, 0.4))
+    assert len({run_identity(spec), run_identity(strict), run_identity(stricter)}) == 3
+    assert RunSpec.from_dict(json.loads(json.dumps(strict.to_dict()))) == strict
 
 
 def test_smoke_training_from_mint_pdf_tars(tmp_path, capsys):

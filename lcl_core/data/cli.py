@@ -13,6 +13,7 @@ from .mmc4 import SIM_THRESHOLD, document_statistics, read_documents
 
 
 def add_arguments(parser) -> None:
+    from .omnicorpus import add_filter_flags
     from .world import DEFAULT_WORLD, WORLD_PRESETS, EvalSizes, WorldKnobs
 
     sub = parser.add_subparsers(dest="action", required=True)
@@ -58,6 +59,7 @@ def add_arguments(parser) -> None:
     inspect.add_argument("--show", type=int, default=2, help="rows to print laid out, images as [image k]")
     inspect.add_argument("--context-length", type=int, default=2048, help="tokens per row, as the model's (default "
                                                                           "2048: the official LCL context)")
+    add_filter_flags(inspect)
     realism = sub.add_parser("realism", help="what the text before each image says about it, from the pages' "
                                              "similarity matrices, side by side and beside the real MMC4 sample")
     realism.add_argument("paths", nargs="+", help="MMC4 .jsonl / .jsonl.zip shards, folders of them, or kit worlds")
@@ -129,12 +131,14 @@ def world_flags(knobs, eval_sizes) -> str:
 def inspect(args) -> int:
     from ..tokenizer import load_tokenizer
     from .inspection import inspect_files, inspect_world
+    from .omnicorpus import filters_from_arguments
 
     path = Path(args.path)
     world = path.is_dir() and (path / "world.json").is_file()
     tokenizer = load_tokenizer(args.tokenizer or (path / "tokenizer" if world and (path / "tokenizer").is_dir()
                                                   else "clip"))
-    options = dict(images=args.images, limit=args.limit or None, show=args.show, context_length=args.context_length)
+    options = dict(images=args.images, limit=args.limit or None, show=args.show, context_length=args.context_length,
+                   omnicorpus_filters=filters_from_arguments(args))
     try:
         if world:
             manifest = json.loads((path / "world.json").read_text())

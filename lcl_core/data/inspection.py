@@ -13,7 +13,7 @@ from ..tokenizer import Tokenizer
 from .mint import MintHtmlDataset, MintPdfDataset
 from .mmc4 import MMC4Dataset
 from .obelics import ObelicsDataset
-from .omnicorpus import OmniCorpusDataset
+from .omnicorpus import OmniCorpusDataset, OmniCorpusFilters
 from .paired import PairedDataset, tar_samples
 from .streaming import UNIT_ERRORS, NothingReadable
 
@@ -98,10 +98,11 @@ def format_of(path: Path) -> type:
 
 def inspect_files(path: str | Path, tokenizer: Tokenizer, *, images: str | Path | None = None,
                   limit: int | None = None, show: int = 2, image_size: int = 64, num_image_tokens: int = 4,
-                  context_length: int = 2048) -> Inspection:
+                  context_length: int = 2048, omnicorpus_filters: dict | None = None) -> Inspection:
     """Read ``path`` (a shard, parquet or tar, or a folder of them) with the reader training uses, in file
     order, stopping once ``limit`` records are read. ``images``: the image folder of documents kept apart
-    from their shards (as ``lcl pretrain --images``). Few image tokens keep the laid-out rows short; the
+    from their shards (as ``lcl pretrain --images``); ``omnicorpus_filters``: :class:`OmniCorpusFilters` fields
+    (an error for another format). Few image tokens keep the laid-out rows short; the
     counts do not depend on them unless ``context_length`` cuts documents."""
     path = Path(path)
     reader = reader_for(path)
@@ -112,6 +113,10 @@ def inspect_files(path: str | Path, tokenizer: Tokenizer, *, images: str | Path 
             raise ValueError(f"{path}: {KINDS[reader]} carry their images in the tars; --images is for documents with images "
                              "apart (MMC4, OBELICS, OmniCorpus, MINT-1T HTML)")
         options["image_root"] = Path(images)
+    if omnicorpus_filters:
+        if reader is not OmniCorpusDataset:
+            raise ValueError(f"{path}: {KINDS[reader]} have no OmniCorpus scores to filter on")
+        options["filters"] = OmniCorpusFilters(**omnicorpus_filters)
     dataset = reader(path, tokenizer, **options)
     rows = kept = 0
     examples: list[str] = []

@@ -90,3 +90,20 @@ class OmniCorpusDataset(ObelicsDataset):
         else:
             return "metadata_misaligned"
         return score_skip(scores, self.filters, IMAGE_SCORES)
+
+
+def add_filter_flags(parser) -> None:
+    """``--min-fluency``, ``--max-toxic``, … ``--max-unsafe``: one flag per :class:`OmniCorpusFilters` field."""
+    group = parser.add_argument_group("OmniCorpus-CC filters (default: off; the dataset card sets no thresholds)")
+    for option in fields(OmniCorpusFilters):
+        group.add_argument(f"--{option.name.replace('_', '-')}", type=float, default=None,
+                           help=f"drop {'images' if option.name in IMAGE_SCORES else 'documents'} whose "
+                                f"{(IMAGE_SCORES | DOCUMENT_SCORES)[option.name]} is "
+                                f"{'below' if option.name.startswith('min_') else 'above'} this")
+
+
+def filters_from_arguments(args) -> dict | None:
+    """The filter flags given, as :class:`OmniCorpusFilters` fields (None: none given)."""
+    given = {option.name: getattr(args, option.name) for option in fields(OmniCorpusFilters)
+             if getattr(args, option.name) is not None}
+    return given or None
