@@ -161,6 +161,16 @@ def test_inspect_tells_the_formats_apart(tmp_path, clip_tok, capsys):
     assert "carry their images in the tars" in capsys.readouterr().err
 
 
+def test_fetch_images_refuses_what_names_no_urls_before_installing_anything(tmp_path, capsys):
+    write_tar(tmp_path / "pdf", {"a": mint_pdf_document(TEXTS, [png_bytes(0)])})
+    argv = ["data", "fetch-images", "--out", str(tmp_path / "images"), "--img2dataset-env", str(tmp_path / "env")]
+    assert lcl([*argv, str(tmp_path / "pdf" / "00000.tar")]) == 2
+    assert "MINT-1T PDF/ArXiv tars carry their images" in capsys.readouterr().err
+    assert lcl([*argv, str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "env").exists()
+
+
 def test_pretrain_takes_omnicorpus_filters_for_omnicorpus_only(tmp_path, capsys):
     argv = ["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--tokenizer", "clip", "--max-unsafe"]
     assert lcl([*argv, "0.5", "--data-source", "mint"]) == 2

@@ -93,7 +93,7 @@ def fetch_images(args) -> int:
     try:
         summary = fetch(args.sources, args.out, options=options, env=args.img2dataset_env,
                         retry_failed=args.retry_failed)
-    except (FileNotFoundError, EnvironmentUnavailable) as error:
+    except (FileNotFoundError, ValueError, EnvironmentUnavailable) as error:
         print(f"lcl data fetch-images: error: {error}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(summary, Path(args.out))))

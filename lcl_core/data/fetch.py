@@ -114,8 +114,11 @@ def wanted_images(paths) -> Wanted:
     for path in expand_paths(paths, SOURCE_PATTERNS):
         if path.suffix == ".parquet":
             documents = _parquet_documents(path, wanted.skipped)
-        else:
+        elif path.name.endswith((".jsonl", ".jsonl.zip")):
             documents = _mmc4_documents(path, wanted.skipped)
+        else:
+            raise ValueError(f"{path}: neither an MMC4 shard (.jsonl, .jsonl.zip) nor parquet"
+                             + ("; MINT-1T PDF/ArXiv tars carry their images" if path.suffix == ".tar" else ""))
         for document in documents:
             for target, url in document:
                 wanted.targets.setdefault(target, url)
