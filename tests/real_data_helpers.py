@@ -130,5 +130,5 @@ def smoke_model(folder: Path, texts: list[str]) -> tuple[Path, Path]:
 
 def smoke_pretrain(data: Path, source: str, out: Path, tokenizer: Path, config: Path, *extra: str) -> list[str]:
     return ["pretrain", "--data", str(data), "--data-source", source, "--out", str(out), "--model-config", str(config),
-            "--tokenizer", str(tokenizer), "--steps", "2", "--batch-size", "2", "--no-progress", "--shuffle-window", "1",
-            *extra]
+            "--tokenizer", str(tokenizer), "--steps", "2", "--batch-size", "2", "--no-progress",
+            "--shuffle-window", "1", *extra]

@@ -75,7 +75,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["EvalSizes", "LAYOUTS", "WORLD_PRESETS", "MMC4Dataset", "MintHtmlDataset", "MintPdfDataset", "NothingReadable",
-           "ObelicsDataset", "OmniCorpusDataset", "OmniCorpusFilters", "PairedDataset", "ReadLimits",
+__all__ = ["EvalSizes", "LAYOUTS", "WORLD_PRESETS", "MMC4Dataset", "MintHtmlDataset", "MintPdfDataset",
+           "NothingReadable", "ObelicsDataset", "OmniCorpusDataset", "OmniCorpusFilters", "PairedDataset", "ReadLimits",
            "Skip", "StreamLoader", "WorldKnobs", "build_world", "cached_world", "collate", "ensure_world", "keep_latest",
            "make_loader", "select_images"]

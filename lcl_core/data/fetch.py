@@ -3,7 +3,7 @@ MINT-1T HTML parquet name by URL, fetched by img2dataset into the layout the rea
 
 Layout (pass ``--images DIR`` to ``lcl pretrain`` and ``lcl data inspect``)::
 
-    DIR/<shard stem>/<image_name>   an MMC4 shard's images (docs_no_face_shard_3_v3.jsonl -> DIR/docs_no_face_shard_3_v3/)
+    DIR/<shard stem>/<image_name>   an MMC4 shard's images (shard docs_no_face_shard_3_v3.jsonl: DIR/docs_no_face_shard_3_v3/)
     DIR/<h[:2]>/<h>.jpg             an image named by its URL (h: SHA-256 of the URL; streaming.url_image_name)
     DIR/fetch-failures.jsonl        one line per URL that failed: target, url, reason, img2dataset's message
     DIR/fetch-summary.json          the last run's counts
@@ -261,10 +261,10 @@ def fetch_images(sources, out, *, options: FetchOptions = FetchOptions(), env: P
         (staging / "config.json").write_text(json.dumps(config))
         say(f"fetching {len(todo)} images with img2dataset ({len(wanted.targets) - len(todo)} of "
             f"{len(wanted.targets)} on disk or failed before); its log: {staging / 'img2dataset.log'}")
+        run = "import json, sys; from img2dataset import download; download(**json.load(open(sys.argv[1])))"
         with open(staging / "img2dataset.log", "w") as log:
-            returncode = subprocess.run(
-                [python, "-c", "import json, sys; from img2dataset import download; download(**json.load(open(sys.argv[1])))",
-                 str(staging / "config.json")], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET}).returncode
+            returncode = subprocess.run([python, "-c", run, str(staging / "config.json")], stdout=log,
+                                        stderr=subprocess.STDOUT, env={**os.environ, **QUIET}).returncode
         moved = _record(out, *take_in(staging, out))
         if returncode == 0:
             shutil.rmtree(staging)

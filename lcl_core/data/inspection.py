@@ -53,7 +53,7 @@ class Inspection:
 
 def reader_for(path: Path) -> type:
     """The reader of a file, or of the one format found in a folder: by name (``*.jsonl.zip``, ``*.parquet``,
-    ``*.tar``), then, for parquet and tars, by what the first file holds (:func:`format_of`)."""
+    ``*.tar``), then, for parquet and tars, by what the folder's first such file holds (:func:`format_of`)."""
     def matches(reader, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pattern) for pattern in reader.unit_patterns)
 
@@ -63,9 +63,14 @@ def reader_for(path: Path) -> type:
         files = sorted(p for p in path.iterdir() if p.is_file())
     else:
         raise FileNotFoundError(f"{path} does not exist")
-    found = {format_of(file) for file in files if any(matches(reader, file.name) for reader in KINDS)}
+    first_of_each_suffix = {}  # what the files hold is looked at in the first of each kind of name only
+    for file in files:
+        if any(matches(reader, file.name) for reader in KINDS):
+            first_of_each_suffix.setdefault(file.suffix, file)
+    found = {format_of(file) for file in first_of_each_suffix.values()}
     if len(found) != 1:
-        what = " and ".join(KINDS[r] for r in found) if found else "no MMC4 shard, parquet or webdataset tar"
+        what = (" and ".join(KINDS[r] for r in KINDS if r in found) if found
+                else "no MMC4 shard, parquet or webdataset tar")
         raise ValueError(f"{path}: {what} ({', '.join(sorted({p for r in KINDS for p in r.unit_patterns}))}); "
                          "point at one file or a folder of one format")
     return found.pop()
@@ -110,8 +115,8 @@ def inspect_files(path: str | Path, tokenizer: Tokenizer, *, images: str | Path 
                    shuffle=False, max_records=limit)
     if images is not None:
         if reader in (PairedDataset, MintPdfDataset):
-            raise ValueError(f"{path}: {KINDS[reader]} carry their images in the tars; --images is for documents with images "
-                             "apart (MMC4, OBELICS, OmniCorpus, MINT-1T HTML)")
+            raise ValueError(f"{path}: {KINDS[reader]} carry their images in the tars; --images is for documents "
+                             "with images apart (MMC4, OBELICS, OmniCorpus, MINT-1T HTML)")
         options["image_root"] = Path(images)
     if omnicorpus_filters:
         if reader is not OmniCorpusDataset:

@@ -146,7 +146,8 @@ def run_identity(spec: RunSpec) -> str:
     """SHA-256 over what decides the result (see the module docstring)."""
     resolved = spec.to_dict()
     resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in OUTSIDE_IDENTITY}
-    for added in ("batch_sizes", "images", "omnicorpus_filters"):  # added after runs existed: unset, they leave their identities alone
+    # added after runs existed: unset, they leave their identities alone
+    for added in ("batch_sizes", "images", "omnicorpus_filters"):
         if resolved[added] is None:
             del resolved[added]
     for knob in ADDED_TRAIN_KNOBS:  # likewise at their defaults (they act only on non-finite steps)
