@@ -321,17 +321,19 @@ def test_09_reproduction_reruns_the_smoke_table_and_shows_its_verdicts(smoke):
 
 @pytest.mark.notebooks
 def test_plain_papermill_from_the_repo_root_writes_under_the_checkout(tmp_path):
-    """``papermill notebooks/07_transfer.ipynb OUT -p profile smoke``, nothing else: the smoke sizes are
-    used and everything lands in the checkout's runs/, whatever notebook ran before (here: none need)."""
-    written = repo_root() / "runs" / "notebooks" / "smoke" / "07_transfer.results.json"
+    """``papermill notebooks/03_objective.ipynb OUT -p profile smoke``, nothing else: the smoke sizes are
+    used and everything lands in the checkout's runs/, its three training runs included (03: the quickest
+    notebook that trains)."""
+    written = repo_root() / "runs" / "notebooks" / "smoke" / "03_objective.results.json"
     written.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    completed = subprocess.run([sys.executable, "-m", "papermill", "notebooks/07_transfer.ipynb",
-                                str(tmp_path / "07.ipynb"), "-p", "profile", "smoke", "--no-progress-bar"],
+    completed = subprocess.run([sys.executable, "-m", "papermill", "notebooks/03_objective.ipynb",
+                                str(tmp_path / "03.ipynb"), "-p", "profile", "smoke", "--no-progress-bar"],
                                cwd=repo_root(), env=env, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     r = json.loads(written.read_text())
-    assert r["profile"] == "smoke" and r["recipe"]["train"]["steps"] == PROFILES["smoke"]["*"]["steps"]
+    assert r["profile"] == "smoke" and r["collapse_steps"] == PROFILES["smoke"]["03_objective"]["collapse_steps"]
+    assert len(r["runs"]) == 3
     assert all(Path(folder).is_relative_to(repo_root() / "runs" / "notebooks" / "smoke") for folder in r["runs"].values())
 
 
