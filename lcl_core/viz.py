@@ -362,13 +362,13 @@ def explore(redraw: Callable[..., None], *, interactive: bool, start: Mapping[st
     from IPython.display import display
 
     def control(name, options):
+        label = {"description": name, "style": {"description_width": "initial"}}  # the whole name, not "subject_fo…"
         if isinstance(options, range):
             return widgets.IntSlider(value=first[name], min=options[0], max=options[-1], step=options.step,
-                                     description=name, continuous_update=False)
+                                     continuous_update=False, **label)
         if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
-            return widgets.SelectionSlider(options=list(options), value=first[name], description=name,
-                                           continuous_update=False)
-        return widgets.Dropdown(options=list(options), value=first[name], description=name)
+            return widgets.SelectionSlider(options=list(options), value=first[name], continuous_update=False, **label)
+        return widgets.Dropdown(options=list(options), value=first[name], **label)
 
     shown = {name: control(name, options) for name, options in controls.items()}
     display(widgets.HBox(list(shown.values())), widgets.interactive_output(redraw, shown))

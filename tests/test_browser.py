@@ -180,7 +180,7 @@ def test_01_runs_in_jupyterlab_and_its_sliders_redraw_the_page(lab):
     move_slider(page, show_cell(page, cell_index(page, "explore(show_world_document")), readout="1")
     screenshot(page, "01_interleaved_data")
     # the knob widget: subject_focus 0.92 -> 0.5 draws other pages; their statistics (text) change with them
-    redrawn = move_slider(page, show_cell(page, cell_index(page, "explore(show_knob_page")), readout="0.5")
+    redrawn = move_slider(page, show_cell(page, cell_index(page, "show_pages_statistics(")), readout="0.5")
     assert "30 pages" in redrawn
     screenshot(page, "01_knob_page")
     page.close()
@@ -190,7 +190,7 @@ def test_03_lambda_slider_redraws_the_losses_and_the_encoder_gradient(lab):
     page = open_notebook(lab, "03")
     run_all(page)
     wait_until_run(page, "03_objective")
-    cell = show_cell(page, cell_index(page, "explore(show_lambda"))
+    cell = show_cell(page, cell_index(page, "show_weighted_terms("))
     redrawn = move_slider(page, cell, readout="0.3")  # the slider starts at the paper's λ = 0.1
     assert "weight 0.3: the contrastive term gives" in redrawn
     screenshot(page, "03_objective_lambda")
