@@ -50,6 +50,28 @@ def attention_entropy(attention: torch.Tensor) -> float:
 CONTRASTIVE_KEYS = {"contrastive_loss", "contrastive_accuracy", "info_nce_bound"}
 
 
+def term_gradients(module: torch.nn.Module, losses: Mapping[str, torch.Tensor],
+                   terms: Sequence[str]) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    """For each loss term (``losses[f"{term}_loss"]``, one graph): its gradient on ``module``'s trainable
+    weights, flattened [P] (0 on a weight it never reaches), and the names of the weights it never reaches.
+    What each term of an objective asks of, e.g., the vision encoder, before any optimiser step."""
+    named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    result = {}
+    for term in terms:
+        grads = torch.autograd.grad(losses[f"{term}_loss"], [p for _, p in named], retain_graph=True,
+                                    allow_unused=True)
+        flat = torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for (_, p), g in zip(named, grads)])
+        result[term] = (flat, [name for (name, _), g in zip(named, grads) if g is None])
+    return result
+
+
+def weighted_share(other: torch.Tensor, weighted: torch.Tensor, weight: float) -> float:
+    """‖weight · weighted‖ / (‖other‖ + ‖weight · weighted‖): how much of a gradient ``other + weight · weighted``
+    the weighted term gives, by norm (0 at weight 0, towards 1 as the weight grows)."""
+    scaled = weight * weighted.norm().item()
+    return scaled / (other.norm().item() + scaled)
+
+
 def metric_value(record: Mapping[str, Any], key: str) -> float | None:
     """A logged trainer record's value of ``key``, or None where the run has no such term (contrastive
     keys of objectives without a contrastive loss, a loss whose weight is zero). ``info_nce_bound`` is

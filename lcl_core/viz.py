@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .diagnostics import metric_series
+from .diagnostics import metric_series, weighted_share
 from .images import denormalize
 from .sequences import contrastive_mask, generation_mask
 from .tokenizer import Tokenizer
@@ -336,30 +336,77 @@ def _widgets(interactive: bool):
     return ipywidgets
 
 
-def document_browser(count: int, show_document: Callable[[int], None], *, interactive: bool) -> None:
-    """A slider over ``count`` documents calling ``show_document(index)``; with ``interactive=False`` (headless
-    runs) or without ipywidgets, the first document is shown as static output instead."""
+def explore(redraw: Callable[..., None], *, interactive: bool, start: Mapping[str, Any] | None = None,
+            **controls) -> None:
+    """``redraw(**values)`` under one control per keyword, redrawn at once when one changes: ``range(n)``
+    gives an integer slider, a sequence of numbers a slider over them, any other sequence (run labels) a
+    drop-down. Each starts at its ``start`` value, else its first. With ``interactive=False`` (headless runs)
+    or without ipywidgets, ``redraw`` is called once with those values, as static output.
+
+        explore(show_document, interactive=True, index=range(len(documents)))
+        explore(show_losses, interactive=True, lam=[0.0, 0.01, 0.1, 1.0], start={"lam": 0.1})
+    """
+    if not controls:
+        raise ValueError("explore needs at least one control")
+    for name, options in controls.items():
+        if len(options) == 0:
+            raise ValueError(f"control {name!r} has no values")
+    first = {name: options[0] for name, options in controls.items()} | dict(start or {})
+    for name, value in first.items():
+        if name not in controls or value not in controls[name]:
+            raise ValueError(f"start value {name}={value!r} is not one of that control's values")
     widgets = _widgets(interactive)
     if widgets is None:
-        show_document(0)
+        redraw(**first)
         return
     from IPython.display import display
 
-    slider = widgets.IntSlider(value=0, min=0, max=count - 1, description="document")
-    display(slider, widgets.interactive_output(show_document, {"index": slider}))
+    def control(name, options):
+        label = {"description": name, "style": {"description_width": "initial"}}  # the whole name, not "subject_fo…"
+        if isinstance(options, range):
+            return widgets.IntSlider(value=first[name], min=options[0], max=options[-1], step=options.step,
+                                     continuous_update=False, **label)
+        if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
+            return widgets.SelectionSlider(options=list(options), value=first[name], continuous_update=False, **label)
+        return widgets.Dropdown(options=list(options), value=first[name], **label)
+
+    shown = {name: control(name, options) for name, options in controls.items()}
+    display(widgets.HBox(list(shown.values())), widgets.interactive_output(redraw, shown))
 
 
-def run_picker(labels: Sequence[str], show_run: Callable[[str], None], *, interactive: bool) -> None:
-    """A drop-down over run labels calling ``show_run(label)``; headless (``interactive=False``) or without
-    ipywidgets, the first run is shown as static output instead."""
-    widgets = _widgets(interactive)
-    if widgets is None:
-        show_run(labels[0])
-        return
-    from IPython.display import display
+def show_pages_statistics(records: Sequence[dict], page: int, *, title: str,
+                          statistics: Sequence[str] = ("near_before_share", "z_best_before", "z_previous")) -> dict:
+    """One page's similarity matrix (``records[page]``) and, beside the real MMC4 sample's, the statistics
+    of :mod:`lcl_core.data.realism` over all ``records``; returns those statistics."""
+    from .data.realism import LABELS, REAL_SAMPLE, realism
 
-    choice = widgets.Dropdown(options=list(labels), value=labels[0], description="run")
-    display(choice, widgets.interactive_output(show_run, {"label": choice}))
+    fig, axes = new_axes(1, width=6.0)
+    plot_similarity_matrix(axes[0], records[page], title=title)
+    show(fig)
+    values = realism(records, bootstrap=0).values
+    print_table([{"statistic": LABELS[name], f"{len(records)} pages": values[name], "real MMC4": REAL_SAMPLE[name][0]}
+                 for name in statistics], digits=3)
+    return values
+
+
+def show_weighted_terms(losses: Mapping[str, float], gradients: Mapping[str, torch.Tensor], *, weight: float,
+                        weighted: str = "contrastive", other: str = "generation") -> float:
+    """Two loss terms, ``other + weight · weighted``: each one's loss and the norm of its gradient on a module
+    (``gradients``, flattened, from :func:`lcl_core.diagnostics.term_gradients`) beside their sum. Prints and
+    returns the weighted term's share of the gradient, ‖w·g_w‖ / (‖g_o‖ + ‖w·g_w‖)."""
+    terms = [other, f"{weight} · {weighted}", "total"]
+    fig, axes = new_axes(2, width=4.2)
+    plot_bars(axes[0], terms, [losses[other], weight * losses[weighted], losses[other] + weight * losses[weighted]],
+              xlabel="term", ylabel="nats", title=f"the loss at weight {weight}")
+    g_other, g_weighted = gradients[other], weight * gradients[weighted]
+    plot_bars(axes[1], terms, [g_other.norm().item(), g_weighted.norm().item(), (g_other + g_weighted).norm().item()],
+              xlabel="term", ylabel="gradient norm", title="its gradient on the module")
+    show(fig)
+    share = weighted_share(gradients[other], gradients[weighted], weight)
+    cosine = torch.cosine_similarity(gradients[other], gradients[weighted], dim=0).item()
+    print(f"weight {weight}: the {weighted} term gives {share:.0%} of the gradient (cosine between the two "
+          f"terms' gradients {cosine:.2f})")
+    return share
 
 
 def plot_realism(results: Sequence[Any], *, real: Mapping[str, tuple[float, float]],

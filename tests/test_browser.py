@@ -1,6 +1,7 @@
 """The notebooks where learners use them: JupyterLab in headless Chromium (Playwright driving Debian's
-``chromium``). 01 runs every cell and its document browser reacts to the slider; 04's live dashboard
-redraws while it trains. Screenshots are kept in ``runs/test-artifacts/browser/``."""
+``chromium``). 01 runs every cell, and its document browser and its page-knob widget redraw when a slider
+moves; 03's λ slider redraws the losses and gradients; 04's live dashboard redraws while it trains.
+Screenshots are kept in ``runs/test-artifacts/browser/``."""
 
 from __future__ import annotations
 
@@ -65,12 +66,13 @@ def parameterised(name: str, folder: Path, **parameters) -> str:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """``jupyter lab`` on a free port with a token, serving smoke-size copies of 01 and 04."""
+    """``jupyter lab`` on a free port with a token, serving smoke-size copies of 01, 03 and 04."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
     executable = chromium()
     folder = tmp_path_factory.mktemp("lab")
     smoke = {"profile": "smoke", "out_dir": str(folder / "out")}
     notebooks = {"01": parameterised("01_interleaved_data", folder, **smoke, interactive=True),
+                 "03": parameterised("03_objective", folder, **smoke, interactive=True),
                  "04": parameterised("04_pretrain", folder, **smoke)}
     port, token = free_port(), secrets.token_hex(16)
     log = open(folder / "jupyter.log", "w")
@@ -152,26 +154,46 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def test_01_runs_in_jupyterlab_and_its_document_browser_follows_the_slider(lab):
-    page = open_notebook(lab, "01")
-    run_all(page)
-    wait_until_run(page, "01_interleaved_data")
-    cell = show_cell(page, cell_index(page, "document_browser(len(world_documents)"))
+def move_slider(page, cell, *, readout: str) -> str:
+    """Press → on the cell's first slider; wait until its output has redrawn and the slider reads ``readout``.
+    Returns the new output's text."""
     slider = cell.locator(".widget-slider, .widget-hslider").first
     slider.wait_for(timeout=30_000)
     shown = cell.locator(".widget-output, .jupyter-widgets-output-area").first
     shown.wait_for(timeout=30_000)
-    first = shown.inner_text()
-    assert first.strip(), "the document browser shows nothing"
+    before = shown.inner_text()
+    assert before.strip(), "the widget shows nothing before it is moved"
     slider.locator(".noUi-handle, .slider-handle").first.focus()
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("([el, before]) => el.innerText !== before", arg=[shown.element_handle(), first],
-                           timeout=30_000)
-    assert cell.locator(".widget-readout").first.inner_text().strip() == "1"
-    assert shown.inner_text() != first
-    page.wait_for_function(OPENED, arg=lab["notebooks"]["01"], timeout=60_000)  # document 1's images drawn too
-    assert shown.locator("img").count() >= 1
+    page.wait_for_function("([el, before]) => el.innerText !== before && el.innerText.trim() !== ''",
+                           arg=[shown.element_handle(), before], timeout=60_000)
+    assert cell.locator(".widget-readout").first.inner_text().strip() == readout
+    page.wait_for_function(f"() => {CURRENT}.sessionContext.session.kernel.status === 'idle'", timeout=60_000)
+    assert shown.locator("img").count() >= 1, "the redrawn output has no figure"
+    return shown.inner_text()
+
+
+def test_01_runs_in_jupyterlab_and_its_sliders_redraw_the_page(lab):
+    page = open_notebook(lab, "01")
+    run_all(page)
+    wait_until_run(page, "01_interleaved_data")
+    move_slider(page, show_cell(page, cell_index(page, "explore(show_world_document")), readout="1")
     screenshot(page, "01_interleaved_data")
+    # the knob widget: subject_focus 0.92 -> 0.5 draws other pages; their statistics (text) change with them
+    redrawn = move_slider(page, show_cell(page, cell_index(page, "show_pages_statistics(")), readout="0.5")
+    assert "30 pages" in redrawn
+    screenshot(page, "01_knob_page")
+    page.close()
+
+
+def test_03_lambda_slider_redraws_the_losses_and_the_encoder_gradient(lab):
+    page = open_notebook(lab, "03")
+    run_all(page)
+    wait_until_run(page, "03_objective")
+    cell = show_cell(page, cell_index(page, "show_weighted_terms("))
+    redrawn = move_slider(page, cell, readout="0.3")  # the slider starts at the paper's λ = 0.1
+    assert "weight 0.3: the contrastive term gives" in redrawn
+    screenshot(page, "03_objective_lambda")
     page.close()
 
 

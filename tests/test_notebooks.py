@@ -134,6 +134,10 @@ def test_01_data_statistics_and_token_layout(smoke):
     assert realism["calibrated world"]["z_matched"] < realism["v1 world"]["z_matched"]
     if real is not None:
         assert realism["real MMC4"] == pytest.approx({k: v for k, (v, _) in REAL_SAMPLE.items()}, abs=1e-3)
+    # the knob widget's pages (30, seed 0): a page about one subject puts a sentence about as close before
+    # its images; with each image described on its own the share falls (the narration quotes 56 % and 36 %)
+    near = r["knob_page_near_before_share"]
+    assert near["calibrated"] == pytest.approx(0.56, abs=0.01) and near["one_sentence_each"] == pytest.approx(0.36, abs=0.01)
     n, layout = r["num_image_tokens"], r["layout"]
     assert layout["length"] <= r["context_length"]
     assert (layout["first"], layout["last"]) == ("<start_of_text>", "<end_of_text>")
@@ -187,6 +191,15 @@ def test_03_objective_hand_losses_and_collapse(smoke):
     assert r["info_nce_bound_at_init"] <= math.log(r["num_pairs"]) and r["info_nce_bound_at_init"] < 0.5
     collapse = r["collapse"]
     assert collapse["lcl"]["probe_latent_variance"] > 1.5 * collapse["generation_regression"]["probe_latent_variance"]
+    # the λ widget: generation never reaches the pool's query/key side, the contrastive term reaches every weight,
+    # and at the paper's λ = 0.1 the contrastive term already gives most of the encoder's gradient
+    gradient = r["encoder_gradient"]
+    assert gradient["generation_unreached"] and all(name.startswith(("pool.query", "pool.norm_q", "pool.norm_k",
+                                                                     "pool.q_proj", "pool.k_proj"))
+                                                    for name in gradient["generation_unreached"])
+    assert gradient["contrastive_unreached"] == []
+    shares = [gradient["contrastive_share"][lam] for lam in ("0.0", "0.01", "0.1", "1.0")]
+    assert shares[0] == 0 and shares == sorted(shares) and shares[2] > 0.5
 
 
 @pytest.mark.notebooks
@@ -308,17 +321,19 @@ def test_09_reproduction_reruns_the_smoke_table_and_shows_its_verdicts(smoke):
 
 @pytest.mark.notebooks
 def test_plain_papermill_from_the_repo_root_writes_under_the_checkout(tmp_path):
-    """``papermill notebooks/07_transfer.ipynb OUT -p profile smoke``, nothing else: the smoke sizes are
-    used and everything lands in the checkout's runs/, whatever notebook ran before (here: none need)."""
-    written = repo_root() / "runs" / "notebooks" / "smoke" / "07_transfer.results.json"
+    """``papermill notebooks/03_objective.ipynb OUT -p profile smoke``, nothing else: the smoke sizes are
+    used and everything lands in the checkout's runs/, its three training runs included (03: the quickest
+    notebook that trains)."""
+    written = repo_root() / "runs" / "notebooks" / "smoke" / "03_objective.results.json"
     written.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    completed = subprocess.run([sys.executable, "-m", "papermill", "notebooks/07_transfer.ipynb",
-                                str(tmp_path / "07.ipynb"), "-p", "profile", "smoke", "--no-progress-bar"],
+    completed = subprocess.run([sys.executable, "-m", "papermill", "notebooks/03_objective.ipynb",
+                                str(tmp_path / "03.ipynb"), "-p", "profile", "smoke", "--no-progress-bar"],
                                cwd=repo_root(), env=env, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     r = json.loads(written.read_text())
-    assert r["profile"] == "smoke" and r["recipe"]["train"]["steps"] == PROFILES["smoke"]["*"]["steps"]
+    assert r["profile"] == "smoke" and r["collapse_steps"] == PROFILES["smoke"]["03_objective"]["collapse_steps"]
+    assert len(r["runs"]) == 3
     assert all(Path(folder).is_relative_to(repo_root() / "runs" / "notebooks" / "smoke") for folder in r["runs"].values())
 
 

@@ -18,8 +18,13 @@ World folder (``lcl data world --out DIR --docs N --tier basic|real --seed S``, 
     DIR/eval/flickr30k/images/ + dataset_flickr30k.json  a second Karpathy retrieval set (other held-out instances)
     DIR/eval/nocaps/images/ + nocaps_val.json (COCO captions with "domain": in-/near-/out-domain per image)
 
-Readers (torch ``IterableDataset``): :class:`MMC4Dataset`, :class:`ObelicsDataset`,
-:class:`PairedDataset` ``(paths, tokenizer, *, image_size, num_image_tokens, context_length, seed,
+Real data's images: ``lcl data fetch-images SOURCE… --out DIR`` (:mod:`.fetch`, img2dataset in an
+environment of its own) puts MMC4's at ``DIR/<shard stem>/<image_name>`` and those named by URL (OBELICS,
+OmniCorpus-CC, MINT-1T HTML) at ``DIR/`` :func:`~.streaming.url_image_name`; readers take ``image_root=DIR``.
+
+Readers (torch ``IterableDataset``): :class:`MMC4Dataset`, :class:`ObelicsDataset`, :class:`OmniCorpusDataset`
+(+ ``filters=OmniCorpusFilters(...)``), :class:`MintHtmlDataset`, :class:`MintPdfDataset` (MINT-1T PDF/ArXiv
+tars), :class:`PairedDataset` ``(paths, tokenizer, *, image_size, num_image_tokens, context_length, seed,
 loop=False, shuffle=True, shuffle_window=1, rank=None, world_size=None, limits=ReadLimits(), ...rule knobs)``
 (``shuffle_window``: records read in a shuffled order within runs of that many, across shard
 boundaries; 1: file order). ``paths``:
@@ -52,8 +57,10 @@ epoch. A consumer that gets no sample at all from its files raises :class:`Nothi
 """
 
 from .collate import StreamLoader, collate, make_loader
+from .mint import MintHtmlDataset, MintPdfDataset
 from .mmc4 import MMC4Dataset, select_images
 from .obelics import ObelicsDataset
+from .omnicorpus import OmniCorpusDataset, OmniCorpusFilters
 from .paired import LAYOUTS, PairedDataset
 from .streaming import NothingReadable, ReadLimits, Skip, keep_latest
 
@@ -68,6 +75,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["EvalSizes", "LAYOUTS", "WORLD_PRESETS", "MMC4Dataset", "NothingReadable", "ObelicsDataset", "PairedDataset", "ReadLimits",
+__all__ = ["EvalSizes", "LAYOUTS", "WORLD_PRESETS", "MMC4Dataset", "MintHtmlDataset", "MintPdfDataset",
+           "NothingReadable", "ObelicsDataset", "OmniCorpusDataset", "OmniCorpusFilters", "PairedDataset", "ReadLimits",
            "Skip", "StreamLoader", "WorldKnobs", "build_world", "cached_world", "collate", "ensure_world", "keep_latest",
            "make_loader", "select_images"]

@@ -1,5 +1,6 @@
-"""``lcl data world`` (build the offline world), ``lcl data inspect PATH`` (read any shard with the real reader)
-and ``lcl data realism PATH [PATH …]`` (what the text before an image says about it, beside real MMC4)."""
+"""``lcl data world`` (build the offline world), ``lcl data fetch-images SOURCE… --out DIR`` (the images real shards
+name by URL, docs/real-data.md), ``lcl data inspect PATH`` (read any shard with the real reader) and
+``lcl data realism PATH [PATH …]`` (what the text before an image says about it, beside real MMC4)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .mmc4 import SIM_THRESHOLD, document_statistics, read_documents
 
 
 def add_arguments(parser) -> None:
+    from .omnicorpus import add_filter_flags
     from .world import DEFAULT_WORLD, WORLD_PRESETS, EvalSizes, WorldKnobs
 
     sub = parser.add_subparsers(dest="action", required=True)
@@ -34,16 +36,30 @@ def add_arguments(parser) -> None:
     for knob in fields(EvalSizes):
         world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
                            help=f"evaluation set size (default {knob.default})")
+    fetch = sub.add_parser("fetch-images", help="fetch the images MMC4 shards and OBELICS / OmniCorpus / MINT-1T HTML "
+                                                "parquet name by URL (img2dataset, in an environment of its own)")
+    fetch.add_argument("sources", nargs="+", help="MMC4 .jsonl / .jsonl.zip shards, parquet files, folders or globs")
+    fetch.add_argument("--out", required=True, help="the image folder (give it to lcl pretrain / inspect as --images)")
+    fetch.add_argument("--img2dataset-env", type=Path, help="img2dataset's virtual environment, made on first use "
+                                                            "(default ~/.cache/lcl/img2dataset-1.47.0)")
+    fetch.add_argument("--retry-failed", action="store_true", help="try again the URLs that failed before")
+    from .fetch import FetchOptions
+
+    for option in fields(FetchOptions):
+        fetch.add_argument(f"--{option.name.replace('_', '-')}", type=type(option.default), default=option.default,
+                           help=f"img2dataset's {option.name} (default {option.default})")
     inspect = sub.add_parser("inspect", help="read a world, MMC4 shards, OBELICS parquet or tars with the training "
                                              "readers: records read, rows and images kept, skips by reason")
     inspect.add_argument("path", help="a world folder, a shard / parquet / tar, or a folder of one format")
-    inspect.add_argument("--images", help="MMC4/OBELICS images kept apart from the shards (as lcl pretrain --images)")
+    inspect.add_argument("--images", help="documents' images kept apart from the shards, e.g. lcl data fetch-images' "
+                                          "--out (as lcl pretrain --images)")
     inspect.add_argument("--tokenizer", help="'clip' or a saved tokenizer folder (default: the world's, else clip)")
     inspect.add_argument("--limit", type=int, default=1000, help="stop after this many records per source (default "
                                                                  "1000; 0: read everything)")
     inspect.add_argument("--show", type=int, default=2, help="rows to print laid out, images as [image k]")
     inspect.add_argument("--context-length", type=int, default=2048, help="tokens per row, as the model's (default "
                                                                           "2048: the official LCL context)")
+    add_filter_flags(inspect)
     realism = sub.add_parser("realism", help="what the text before each image says about it, from the pages' "
                                              "similarity matrices, side by side and beside the real MMC4 sample")
     realism.add_argument("paths", nargs="+", help="MMC4 .jsonl / .jsonl.zip shards, folders of them, or kit worlds")
@@ -65,7 +81,23 @@ def main(args) -> int:
         from .realism import main as realism_main
 
         return realism_main(args)
+    if args.action == "fetch-images":
+        return fetch_images(args)
     return build(args) if args.action == "world" else inspect(args)
+
+
+def fetch_images(args) -> int:
+    from .fetch import EnvironmentUnavailable, FetchOptions, fetch_images as fetch, summary_lines
+
+    options = FetchOptions(**{option.name: getattr(args, option.name) for option in fields(FetchOptions)})
+    try:
+        summary = fetch(args.sources, args.out, options=options, env=args.img2dataset_env,
+                        retry_failed=args.retry_failed)
+    except (FileNotFoundError, ValueError, EnvironmentUnavailable) as error:
+        print(f"lcl data fetch-images: error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(summary_lines(summary, Path(args.out))))
+    return 0 if summary["img2dataset_exit_code"] == 0 else 1
 
 
 def build(args) -> int:
@@ -99,12 +131,14 @@ def world_flags(knobs, eval_sizes) -> str:
 def inspect(args) -> int:
     from ..tokenizer import load_tokenizer
     from .inspection import inspect_files, inspect_world
+    from .omnicorpus import filters_from_arguments
 
     path = Path(args.path)
     world = path.is_dir() and (path / "world.json").is_file()
     tokenizer = load_tokenizer(args.tokenizer or (path / "tokenizer" if world and (path / "tokenizer").is_dir()
                                                   else "clip"))
-    options = dict(images=args.images, limit=args.limit or None, show=args.show, context_length=args.context_length)
+    options = dict(images=args.images, limit=args.limit or None, show=args.show, context_length=args.context_length,
+                   omnicorpus_filters=filters_from_arguments(args))
     try:
         if world:
             manifest = json.loads((path / "world.json").read_text())

@@ -10,12 +10,16 @@ from pathlib import Path
 
 from ..sequences import laid_out
 from ..tokenizer import Tokenizer
+from .mint import MintHtmlDataset, MintPdfDataset
 from .mmc4 import MMC4Dataset
 from .obelics import ObelicsDataset
-from .paired import PairedDataset
-from .streaming import NothingReadable
+from .omnicorpus import OmniCorpusDataset, OmniCorpusFilters
+from .paired import PairedDataset, tar_samples
+from .streaming import UNIT_ERRORS, NothingReadable
 
-KINDS = {MMC4Dataset: "MMC4 shards", ObelicsDataset: "OBELICS parquet", PairedDataset: "webdataset pairs"}
+KINDS = {MMC4Dataset: "MMC4 shards", ObelicsDataset: "OBELICS parquet", OmniCorpusDataset: "OmniCorpus-CC parquet",
+         MintHtmlDataset: "MINT-1T HTML parquet", PairedDataset: "webdataset pairs",
+         MintPdfDataset: "MINT-1T PDF/ArXiv tars"}
 WORLD_SOURCES = ("mmc4", "obelics", "pairs", "mmc4_pair")  # the folders of a world, each read on its own
 
 
@@ -48,39 +52,76 @@ class Inspection:
 
 
 def reader_for(path: Path) -> type:
-    """The reader of a file, or of the one format found in a folder."""
+    """The reader of a file, or of the one format found in a folder: by name (``*.jsonl.zip``, ``*.parquet``,
+    ``*.tar``), then, for parquet and tars, by what the folder's first such file holds (:func:`format_of`)."""
     def matches(reader, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pattern) for pattern in reader.unit_patterns)
 
     if path.is_file():
-        found = [reader for reader in KINDS if matches(reader, path.name)]
+        files = [path]
     elif path.is_dir():
-        names = [p.name for p in path.iterdir() if p.is_file()]
-        found = [reader for reader in KINDS if any(matches(reader, name) for name in names)]
+        files = sorted(p for p in path.iterdir() if p.is_file())
     else:
         raise FileNotFoundError(f"{path} does not exist")
+    first_of_each_suffix = {}  # what the files hold is looked at in the first of each kind of name only
+    for file in files:
+        if any(matches(reader, file.name) for reader in KINDS):
+            first_of_each_suffix.setdefault(file.suffix, file)
+    found = {format_of(file) for file in first_of_each_suffix.values()}
     if len(found) != 1:
-        what = " and ".join(KINDS[r] for r in found) if found else "no MMC4 shard, OBELICS parquet or webdataset tar"
-        raise ValueError(f"{path}: {what} ({', '.join(p for r in KINDS for p in r.unit_patterns)}); "
+        what = (" and ".join(KINDS[r] for r in KINDS if r in found) if found
+                else "no MMC4 shard, parquet or webdataset tar")
+        raise ValueError(f"{path}: {what} ({', '.join(sorted({p for r in KINDS for p in r.unit_patterns}))}); "
                          "point at one file or a folder of one format")
-    return found[0]
+    return found.pop()
+
+
+def format_of(path: Path) -> type:
+    """The reader of one file. Parquet: an OmniCorpus-CC ``general_metadata`` is a struct (OBELICS keeps it as a
+    JSON string), MINT-1T HTML has a ``cc_dump`` column, else OBELICS. Tar: MINT-1T PDF/ArXiv documents carry a
+    ``tiff``, pairs an image and a caption. A file that cannot be opened goes to the reader its name says, which
+    counts it as unreadable."""
+    if fnmatch.fnmatch(path.name, "*.parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            schema = pq.read_schema(path)
+        except UNIT_ERRORS:
+            return ObelicsDataset
+        if "general_metadata" in schema.names and pa.types.is_struct(schema.field("general_metadata").type):
+            return OmniCorpusDataset
+        return MintHtmlDataset if "cc_dump" in schema.names else ObelicsDataset
+    if fnmatch.fnmatch(path.name, "*.tar"):
+        try:
+            first = next(tar_samples(path, max_member_bytes=0), {})
+        except UNIT_ERRORS:
+            return PairedDataset
+        return MintPdfDataset if "tiff" in first else PairedDataset
+    return MMC4Dataset
 
 
 def inspect_files(path: str | Path, tokenizer: Tokenizer, *, images: str | Path | None = None,
                   limit: int | None = None, show: int = 2, image_size: int = 64, num_image_tokens: int = 4,
-                  context_length: int = 2048) -> Inspection:
+                  context_length: int = 2048, omnicorpus_filters: dict | None = None) -> Inspection:
     """Read ``path`` (a shard, parquet or tar, or a folder of them) with the reader training uses, in file
     order, stopping once ``limit`` records are read. ``images``: the image folder of documents kept apart
-    from their shards (as ``lcl pretrain --images``). Few image tokens keep the laid-out rows short; the
+    from their shards (as ``lcl pretrain --images``); ``omnicorpus_filters``: :class:`OmniCorpusFilters` fields
+    (an error for another format). Few image tokens keep the laid-out rows short; the
     counts do not depend on them unless ``context_length`` cuts documents."""
     path = Path(path)
     reader = reader_for(path)
     options = dict(image_size=image_size, num_image_tokens=num_image_tokens, context_length=context_length,
                    shuffle=False, max_records=limit)
     if images is not None:
-        if reader is PairedDataset:
-            raise ValueError(f"{path}: pairs carry their images in the tars; --images is for MMC4 and OBELICS")
+        if reader in (PairedDataset, MintPdfDataset):
+            raise ValueError(f"{path}: {KINDS[reader]} carry their images in the tars; --images is for documents "
+                             "with images apart (MMC4, OBELICS, OmniCorpus, MINT-1T HTML)")
         options["image_root"] = Path(images)
+    if omnicorpus_filters:
+        if reader is not OmniCorpusDataset:
+            raise ValueError(f"{path}: {KINDS[reader]} have no OmniCorpus scores to filter on")
+        options["filters"] = OmniCorpusFilters(**omnicorpus_filters)
     dataset = reader(path, tokenizer, **options)
     rows = kept = 0
     examples: list[str] = []

@@ -31,6 +31,7 @@ later resumes, on the same or yet another number of ranks, go on with it.
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import itertools
 import logging
@@ -134,6 +135,18 @@ def expand_paths(paths, patterns: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
+def url_image_name(url: str) -> str:
+    """Where the image fetched from ``url`` lies under an image folder (``lcl data fetch-images``):
+    ``<h[:2]>/<h>.jpg`` with ``h`` the SHA-256 of the URL, so that a page's image entry names its file
+    whatever the page, and no folder holds more than 1/256 of the images."""
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()
+    return f"{digest[:2]}/{digest}.jpg"
+
+
+def is_url(entry: str) -> bool:
+    return "://" in entry
+
+
 def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if rank is not None or world_size is not None:
         rank, world_size = rank or 0, world_size or 1
@@ -146,11 +159,18 @@ def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int
     return rank, world_size
 
 
-def decode_image(source: Path | bytes, count, *, max_pixels: int = ReadLimits.max_image_pixels) -> Image.Image:
-    """Fully decode an image file or bytes to RGB. Raises :class:`Skip`; ``count`` records repairs. The
-    pixel count is read from the header and refused above ``max_pixels`` before anything is decoded."""
+def decode_image(source: Path | bytes, count, *, max_pixels: int = ReadLimits.max_image_pixels,
+                 frame: int = 0) -> Image.Image:
+    """Fully decode an image file or bytes to RGB (``frame``: that frame of a multi-frame file, e.g. a
+    MINT-1T TIFF). Raises :class:`Skip`; ``count`` records repairs. The pixel count is read from the
+    header and refused above ``max_pixels`` before anything is decoded."""
     try:
         with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as opened:
+            if frame:
+                try:
+                    opened.seek(frame)
+                except EOFError:
+                    raise Skip("missing_frame") from None
             if opened.size[0] * opened.size[1] > max_pixels:
                 raise Skip("image_too_large")
             opened.load()
@@ -295,10 +315,11 @@ class ShardedStream(IterableDataset):
         self._pending[reason] += 1
         self._epoch_skips[reason] += 1
 
-    def load_image(self, source: Path | bytes) -> torch.Tensor | None:
+    def load_image(self, source: Path | bytes, *, frame: int = 0) -> torch.Tensor | None:
         """The transformed image, or None after counting why it cannot be used."""
         try:
-            return self.transform(decode_image(source, self.count, max_pixels=self.limits.max_image_pixels))
+            return self.transform(decode_image(source, self.count, max_pixels=self.limits.max_image_pixels,
+                                               frame=frame))
         except Skip as skip:
             self.count(skip.reason)
             return None

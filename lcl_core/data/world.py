@@ -349,6 +349,12 @@ def make_document(doc_id: int, seed: int, knobs: WorldKnobs, tier: str, image_si
                       if sim[i, matched[i]] >= SIM_THRESHOLD]}
 
 
+def draw_pages(knobs: WorldKnobs, *, count: int, seed: int = 0, tier: str = "basic", image_size: int = 32) -> list[dict]:
+    """The MMC4 records of the first ``count`` pages a world with ``knobs`` would hold (the same pages
+    :func:`build_world` writes), drawn in memory: to look at what a knob does without building a world."""
+    return [make_document(doc_id, seed, knobs, tier, image_size)["record"] for doc_id in range(count)]
+
+
 def _obelics_row(rng, text_list, names, anchors, knobs, url, doc_id) -> dict:
     """Page order: each image next to its anchor sentence (before or after), those without one (distractors)
     anywhere."""

@@ -22,6 +22,7 @@ import typing
 
 from ..config import ModelConfig
 from ..data import NothingReadable
+from ..data.omnicorpus import add_filter_flags, filters_from_arguments
 from .checkpointing import CorruptCheckpointError
 from .config import TrainConfig
 from .data import SOURCES, SYNTHETIC
@@ -51,6 +52,7 @@ def add_arguments(parser) -> None:
                         help="continue the run in --out from its latest checkpoint, or start it when --out holds "
                              "none yet ('--resume auto' says the same): one command for the first launch and "
                              "every requeue")
+    add_filter_flags(parser)
     add_config_flags(parser, TrainConfig)
 
 
@@ -132,6 +134,7 @@ def spec_from_arguments(args) -> RunSpec:
     if saved is None:
         model = ModelConfig.from_json(args.model_config).to_dict() if args.model_config else None
         return RunSpec(data=args.data, source=args.data_source, mix=args.mix, images=args.images,
+                       omnicorpus_filters=filters_from_arguments(args),
                        preset=None if model else args.preset,
                        model=model, tokenizer=args.tokenizer, vocab_size=args.vocab_size, train=TrainConfig(**given))
     spec = RunSpec.from_dict(saved["spec"])

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ModelConfig
-from ..data import MMC4Dataset, ObelicsDataset, PairedDataset, keep_latest, make_loader
+from ..data import (MintHtmlDataset, MintPdfDataset, MMC4Dataset, ObelicsDataset, OmniCorpusDataset, OmniCorpusFilters,
+                    PairedDataset, keep_latest, make_loader)
 from ..objectives import objective_spec
 from ..tokenizer import Tokenizer
 from .checkpointing import same_on_every_rank
@@ -35,11 +36,15 @@ class Source:
 SOURCES = {
     "mmc4": Source(MMC4Dataset, "mmc4", "MMC4 shards (docs_shard_*_v2.jsonl.zip + images/)"),
     "obelics": Source(ObelicsDataset, "obelics", "OBELICS parquet files"),
+    "omnicorpus": Source(OmniCorpusDataset, "omnicorpus", "OmniCorpus-CC parquet files"),
+    "mint": Source(MintHtmlDataset, "mint", "MINT-1T HTML parquet files"),
+    "mint_pdf": Source(MintPdfDataset, "mint_pdf", "MINT-1T PDF or ArXiv tars (key.json + key.tiff)"),
     "pairs": Source(PairedDataset, "pairs", "paired webdataset tars"),
     "mmc4_pair": Source(PairedDataset, "mmc4_pair", "MMC4-Pair webdataset tars"),
 }
 SYNTHETIC = "synthetic"
-INTERLEAVED_READERS = (MMC4Dataset, ObelicsDataset)
+INTERLEAVED_READERS = (MMC4Dataset, ObelicsDataset, OmniCorpusDataset, MintHtmlDataset, MintPdfDataset)
+IMAGES_APART = (MMC4Dataset, ObelicsDataset, OmniCorpusDataset, MintHtmlDataset)  # --images applies to these
 
 
 def source_names(source: str | None, objective: str) -> list[str]:
@@ -77,9 +82,11 @@ def resolve_source_folder(data: str | Path, source: str) -> Path:
 
 
 def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_config: ModelConfig,
-                  tokenizer: Tokenizer, rank: int, world_size: int, images: str | Path | None = None):
+                  tokenizer: Tokenizer, rank: int, world_size: int, images: str | Path | None = None,
+                  omnicorpus_filters: dict | None = None):
     """An endless (``loop=True``) reader for ``source``, sharded for this rank; ``images``: the image folder
-    of an interleaved source kept apart from its shards (pairs carry their images in the tar)."""
+    of an interleaved source kept apart from its shards (pairs carry their images in the tar); ``omnicorpus_filters``:
+    :class:`~lcl_core.data.OmniCorpusFilters` fields for an omnicorpus source."""
     spec = SOURCES[source]
     options = dict(image_size=model_config.vision.image_size, num_image_tokens=model_config.vision.num_patches,
                    context_length=model_config.bridge.context_length, seed=config.seed, loop=True,
@@ -88,8 +95,10 @@ def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_c
         options.update(layout=objective_spec(config.objective).pair_layout, img_first_prob=config.img_first_prob)
     elif spec.reader is MMC4Dataset:
         options.update(img_first_prob=config.img_first_prob)
-    if images is not None and spec.reader in INTERLEAVED_READERS:
+    if images is not None and spec.reader in IMAGES_APART:
         options.update(image_root=images)
+    if omnicorpus_filters and spec.reader is OmniCorpusDataset:
+        options.update(filters=OmniCorpusFilters(**omnicorpus_filters))
     return spec.reader(resolve_source_folder(data, source), tokenizer, **options)
 
 
@@ -159,18 +168,20 @@ class AlternatingBatches:
 
 def build_batches(*, data: str | Path | None, source: str | None, config: TrainConfig, model_config: ModelConfig,
                   tokenizer: Tokenizer, rank: int, world_size: int, mix: list[int] | None = None,
-                  batch_sizes: list[int] | None = None, images: str | Path | None = None):
+                  batch_sizes: list[int] | None = None, images: str | Path | None = None,
+                  omnicorpus_filters: dict | None = None):
     """The trainer's data: one stream, a mix of streams, or synthetic batches (see the module docstring).
     ``batch_sizes``: rows per batch of each mixed source (default ``config.batch_size`` for all), so that a
     mix can match images per step across sources (a batch of 32 documents holds about 82 images).
-    ``images``: where the documents' images are when not beside the shards (see :func:`build_dataset`)."""
+    ``images``: where the documents' images are when not beside the shards, ``omnicorpus_filters``: the
+    :class:`~lcl_core.data.OmniCorpusFilters` of an omnicorpus source (see :func:`build_dataset`)."""
     names = source_names(source, config.objective)
     if names == [SYNTHETIC]:
         return SyntheticBatches(model_config=model_config, layout=synthetic_layout(config.objective),
                                 batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size)
     streams = [StreamBatches(dataset=build_dataset(data=data, source=name, config=config, model_config=model_config,
                                                    tokenizer=tokenizer, rank=rank, world_size=world_size,
-                                                   images=images),
+                                                   images=images, omnicorpus_filters=omnicorpus_filters),
                              batch_size=size, num_workers=config.num_workers)
                for name, size in zip(names, batch_sizes or [config.batch_size] * len(names))]
     return streams[0] if len(streams) == 1 else AlternatingBatches(streams, mix=mix)

@@ -47,13 +47,14 @@ import torch.distributed as dist
 
 from ..checkpoint import RUN_FINAL_DIR, load_pretrained, save_pretrained
 from ..config import JsonConfig, ModelConfig, get_preset
+from ..data import OmniCorpusFilters
 from ..data.fingerprint import data_fingerprint, file_digest
 from ..model import LCLModel
 from ..objectives import objective_spec
 from ..tokenizer import ClipTokenizer, Tokenizer, TrainedTokenizer, load_tokenizer
 from .checkpointing import list_checkpoints
 from .config import TrainConfig
-from .data import INTERLEAVED_READERS, SOURCES, SYNTHETIC, build_batches, resolve_source_folder, source_names
+from .data import IMAGES_APART, SOURCES, SYNTHETIC, build_batches, resolve_source_folder, source_names
 from .runtime import Runtime, init_runtime
 from .trainer import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
@@ -77,6 +78,7 @@ class RunSpec(JsonConfig):
     mix: list[int] | None = None  # mixed sources: batches of each per cycle (default one each)
     batch_sizes: list[int] | None = None  # mixed sources: rows per batch of each (default train.batch_size for all)
     images: str | None = None  # MMC4/OBELICS images kept apart from the shards (default: beside them, images/)
+    omnicorpus_filters: dict | None = None  # OmniCorpusFilters fields for an omnicorpus source (None: no filter)
     preset: str | None = "tiny-fast"  # a model preset (lcl_core.config.list_presets) ...
     model: dict | None = None  # ... or a ModelConfig as a dict
     tokenizer: str = "trained"  # "trained" (a BPE on DATA/corpus.txt), "clip", or a saved tokenizer folder
@@ -100,11 +102,15 @@ class RunSpec(JsonConfig):
                              f"{'+'.join(names)}")
         if self.data is None and names != [SYNTHETIC]:
             raise ValueError(f"source {'+'.join(names)} reads files: give the run a data folder")
+        if self.omnicorpus_filters is not None:
+            OmniCorpusFilters(**self.omnicorpus_filters)  # names and ranges checked here, not at the first batch
+            if "omnicorpus" not in names:
+                raise ValueError(f"OmniCorpus filters are for the omnicorpus source, not {'+'.join(names)}")
         if self.images is not None:
             self.images = str(self.images)
-            if not any(n in SOURCES and SOURCES[n].reader in INTERLEAVED_READERS for n in names):
-                raise ValueError(f"an image folder is for documents (mmc4, obelics); source {'+'.join(names)} "
-                                 "carries its images in its tars")
+            if not any(n in SOURCES and SOURCES[n].reader in IMAGES_APART for n in names):
+                raise ValueError(f"an image folder is for documents with images apart (mmc4, obelics, omnicorpus, "
+                                 f"mint); source {'+'.join(names)} carries its images in its tars")
 
     @property
     def objective(self) -> str:
@@ -140,7 +146,8 @@ def run_identity(spec: RunSpec) -> str:
     """SHA-256 over what decides the result (see the module docstring)."""
     resolved = spec.to_dict()
     resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in OUTSIDE_IDENTITY}
-    for added in ("batch_sizes", "images"):  # added after runs existed: unset, they leave their identities alone
+    # added after runs existed: unset, they leave their identities alone
+    for added in ("batch_sizes", "images", "omnicorpus_filters"):
         if resolved[added] is None:
             del resolved[added]
     for knob in ADDED_TRAIN_KNOBS:  # likewise at their defaults (they act only on non-finite steps)
@@ -268,7 +275,8 @@ def prepare_run(spec: RunSpec, folder: str | Path, *, resume: bool = False, labe
     model = LCLModel(config=model_config)
     batches = build_batches(data=spec.data, source=spec.source, config=spec.train, model_config=model_config,
                             tokenizer=tokenizer, rank=runtime.rank, world_size=runtime.world_size, mix=spec.mix,
-                            batch_sizes=spec.batch_sizes, images=spec.images)
+                            batch_sizes=spec.batch_sizes, images=spec.images,
+                            omnicorpus_filters=spec.omnicorpus_filters)
     trainer = Trainer(model=model, config=spec.train, data=batches, run_dir=folder, runtime=runtime)
     resumed_at = trainer.resume() if resume else 0
     if runtime.is_main:
