@@ -165,8 +165,9 @@ def injected_parameters(name: str, *, profile: str, out_dir: str | Path,
 
 def run_notebooks(*, profile: str, out_dir: str | Path, only: Iterable[str] | None = None,
                   overrides: dict[str, Any] | None = None, progress: Callable[[str], None] = print,
-                  log_output: bool = False) -> list[NotebookRun]:
-    """Execute the sequence (or ``only`` those notebooks, kept in sequence order) with papermill."""
+                  log_output: bool = False, cell_timeout: float | None = None) -> list[NotebookRun]:
+    """Execute the sequence (or ``only`` those notebooks, kept in sequence order) with papermill.
+    ``cell_timeout`` (seconds; None waits as long as a cell runs) turns a hung kernel into an error."""
     import papermill
 
     out_dir = Path(out_dir).resolve()
@@ -188,7 +189,7 @@ def run_notebooks(*, profile: str, out_dir: str | Path, only: Iterable[str] | No
         start = time.perf_counter()
         papermill.execute_notebook(str(notebook_path(name)), str(executed), parameters=parameters,
                                    kernel_name=KERNEL, cwd=str(notebook_dir()), progress_bar=False,
-                                   log_output=log_output)
+                                   log_output=log_output, execution_timeout=cell_timeout)
         run = NotebookRun(name=name, notebook=executed, results=results_path(out_dir, name),
                           seconds=time.perf_counter() - start)
         if not run.results.is_file():

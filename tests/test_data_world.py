@@ -2,6 +2,8 @@
 
 import hashlib
 import itertools
+import os
+import threading
 import random
 import json
 import tarfile
@@ -17,7 +19,7 @@ from lcl_core.data import EvalSizes, WorldKnobs, build_world
 from lcl_core.data.assets import real_tier_available
 from lcl_core.data.language import OPTIONAL_DETAILS, describe, sample_details, stated_attributes
 from lcl_core.data.scenes import attributes
-from lcl_core.data.world import agreement, make_document
+from lcl_core.data.world import _parallel, agreement, make_document
 
 DETAIL_SUBSETS = [d for k in range(len(OPTIONAL_DETAILS) + 1) for d in itertools.combinations(OPTIONAL_DETAILS, k)]
 SMALL_EVAL = EvalSizes(classification_train_per_class=2, classification_val_per_class=1, captions_train=6,
@@ -47,6 +49,22 @@ def read_mmc4(folder: Path) -> list[dict]:
             assert archive.namelist() == [shard.name[:-4]]
             docs += [json.loads(line) for line in archive.read(shard.name[:-4]).splitlines()]
     return docs
+
+
+def test_world_workers_are_not_forked_from_a_caller_that_runs_threads():
+    """A forked child inherits every lock another thread of its parent held at that instant and can wait on
+    it forever: the notebook sequence hung that way in CI, building a world inside a Jupyter kernel. The
+    workers come from a fork server instead, so none is a child of the caller, even while a thread of the
+    caller holds a lock."""
+    held, release = threading.Lock(), threading.Event()
+    holder = threading.Thread(target=lambda: (held.acquire(), release.wait(), held.release()))
+    holder.start()
+    try:
+        parents = list(_parallel(os.getppid, [()] * 6, processes=2, chunksize=1))
+    finally:
+        release.set()
+        holder.join()
+    assert len(parents) == 6 and os.getpid() not in parents
 
 
 def test_same_seed_gives_identical_bytes_whatever_the_process_count(world, tmp_path):

@@ -4,10 +4,12 @@ captioning (frozen transfer, held-out instances, 2 head seeds).
 
 Recipe: LCL (generation + 0.1 × contrastive) on the world's 20,000 LAION-style pairs, each pair
 image-first (captioning term) or text-first (contrastive term) with p = 0.5 — the paper's paired-data
-setting — 1,000 steps of 128 pairs at lr 1e-3 (0.35 s/step, ~6 min on 2 cores). Measured: classification
-36.6 ± 0.7 vs 20.0 ± 1.4 top-1 (31 classes), retrieval TR@1 78.5 vs 21.5 and IR@1 76.8 vs 19.7,
-captioning CIDEr 344.5 vs 102.9 and NoCaps CIDEr 270.4 vs 104.0. The thresholds below are about half
-of those margins.
+setting — 700 steps of 128 pairs at lr 1e-3 (0.36 s/step on 2 cores). Measured on 2026-12-06 (2-core Xeon,
+AVX-512): classification 33.7 ± 1.1 vs 20.0 ± 1.4 top-1 (31 classes), retrieval TR@1 81.5 vs 20.5 and IR@1
+78.4 vs 19.6, captioning CIDEr 324.8 vs 102.9 and NoCaps CIDEr 256.4 vs 104.0 (world 11 s, training 322 s
+beside another job, heads 98 s). The thresholds below are about half of those margins or less. At 1,000
+steps the margins were 18.5, 65, 60, 258 and 180; at 400, classification was 6.3 points: the steps were
+cut from 1,000 to 700 to keep CI's suite in its time, and not below, because classification learns last.
 
 Why pairs: the classification target (which digit, letter or shape) is the slowest thing to learn from
 text. 600 steps of 32 interleaved sequences (~60 images per batch) win retrieval and captioning but
@@ -27,7 +29,7 @@ from lcl_core.transfer.results import format_report
 
 pytestmark = pytest.mark.slow
 
-STEPS = 1000
+STEPS = 700
 
 
 def mean(results, encoder, key, metric):
@@ -52,7 +54,7 @@ def test_lcl_pretrained_encoder_beats_random_init(tmp_path, capsys):
         print("\n" + format_report(results))
 
     assert results["encoders"]["checkpoint"]["tasks"]["cls/classification"]["splits"]["classes"] == 31
-    assert margin(results, "cls/classification", "top1") >= 8
+    assert margin(results, "cls/classification", "top1") >= 7
     for metric in ("tr@1", "ir@1"):
         assert margin(results, "ret/coco", metric) >= 28
     for key in ("cap/coco", "cap/nocaps"):

@@ -68,6 +68,7 @@ def test_notebook_cells_narrate_and_call_rather_than_hold_library_logic(name):
 
 
 # ---- the smoke run ------------------------------------------------------------------------------------
+CELL_TIMEOUT = 900  # seconds: a smoke cell takes under a minute; past this the kernel is hung, and its notebook fails
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """Run the whole sequence once; a failing notebook is recorded, and only its own tests fail."""
@@ -77,7 +78,8 @@ def smoke(tmp_path_factory):
     failures, seconds = {}, {}
     for name in SEQUENCE:
         try:
-            (run,) = run_notebooks(profile="smoke", out_dir=out_dir, only=[name], progress=lambda _: None)
+            (run,) = run_notebooks(profile="smoke", out_dir=out_dir, only=[name], progress=lambda _: None,
+                                   cell_timeout=CELL_TIMEOUT)
             seconds[name] = round(run.seconds, 1)
         except Exception as error:  # noqa: BLE001 - reported by the tests of that notebook
             failures[name] = f"{type(error).__name__}: {error}"

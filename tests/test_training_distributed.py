@@ -130,7 +130,7 @@ def test_a_two_rank_run_resumed_on_one_rank_reads_each_document_as_often_as_the_
 
     saved_run = (resized / "run.json").read_text()
     refused = subprocess.run(pretrain_command(resized, "--steps", "15", "--resume"), cwd=REPO, capture_output=True,
-                             text=True, timeout=240)
+                             text=True, timeout=1800)
     assert refused.returncode == 2 and "--batch-size 8" in refused.stderr, refused.stderr
     assert (resized / "run.json").read_text() == saved_run
     run_quietly(pretrain_command(resized, "--steps", "15", "--batch-size", "8", "--resume", recorded=True))

@@ -413,12 +413,17 @@ def _call(job):
 
 
 def _parallel(function, argument_tuples, processes: int, chunksize: int = 16):
-    """Ordered map over processes (fork: the asset arrays are shared, not pickled)."""
+    """Ordered map over processes forked from a fork server, never from the caller: forking a process
+    that runs threads (a Jupyter kernel's, torch's OpenMP pool) can leave a child waiting forever on a lock
+    some other thread held at the fork. The server is one clean process per caller that imports this
+    module once; each worker then loads the asset arrays itself (``load_assets`` is cached per process)."""
     jobs = ((function, args) for args in argument_tuples)
     if processes <= 1:
         yield from map(_call, jobs)
         return
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # not the caller's __main__: a notebook or test runner
+    with context.Pool(processes) as pool:
         yield from pool.imap(_call, jobs, chunksize=chunksize)
 
 
@@ -430,7 +435,7 @@ def build_world(out, *, docs: int = 2000, seed: int = 0, tier: str = "basic", im
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lib = load_assets(tier)  # loaded before forking, fails early for a missing real tier
+    lib = load_assets(tier)  # here first: a missing real tier fails before any worker starts
     processes = processes or min(multiprocessing.cpu_count(), 8)
     pairs = docs if pairs is None else pairs
     counts: dict[str, int] = {}
