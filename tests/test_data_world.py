@@ -53,9 +53,9 @@ def read_mmc4(folder: Path) -> list[dict]:
 
 def test_world_workers_are_not_forked_from_a_caller_that_runs_threads():
     """A forked child inherits every lock another thread of its parent held at that instant and can wait on
-    it forever: the notebook sequence hung that way in CI, building a world inside a Jupyter kernel. The
-    workers come from a fork server instead, so none is a child of the caller, even while a thread of the
-    caller holds a lock."""
+    it forever: the likeliest reason CI's run stopped inside the notebook sequence, which builds worlds in
+    Jupyter kernels. The workers come from a fork server instead, so none is a child of the caller, even
+    while a thread of the caller holds a lock."""
     held, release = threading.Lock(), threading.Event()
     holder = threading.Thread(target=lambda: (held.acquire(), release.wait(), held.release()))
     holder.start()
