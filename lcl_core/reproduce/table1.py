@@ -385,19 +385,21 @@ def run_unit(unit: Unit) -> dict:
             "seconds": time.perf_counter() - started, "reused": reused_run and reused_eval}
 
 
-def run_units(units: list[Unit], *, jobs: int):
-    """(unit, result) in the units' order; with ``jobs`` > 1 the units run in that many worker processes of
+def run_units(units: list, *, jobs: int, work: Callable | None = None):
+    """(unit, ``work(unit)``) in the units' order (``work`` default :func:`run_unit`; the Table 4 chains pass
+    theirs); with ``jobs`` > 1 the units run in that many worker processes of
     ``cores // jobs`` threads each (small models use two single-threaded processes better than one with
     two threads), started in order, so that seed 0 finishes first."""
+    work = work or run_unit
     if jobs <= 1:
         for unit in units:
-            yield unit, run_unit(unit)
+            yield unit, work(unit)
         return
     threads = max(1, (os.cpu_count() or jobs) // jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_start,
                              initargs=(threads,)) as pool:
-        futures = [pool.submit(run_unit, unit) for unit in units]
+        futures = [pool.submit(work, unit) for unit in units]
         for unit, future in zip(units, futures):
             yield unit, future.result()
 
