@@ -15,14 +15,13 @@ every image and its ``<image>`` mark: the blind control, an LM trained and asked
 
 Each sample is ``{"images": FloatTensor[k,3,H,W] (k = 0 or 1), "ids": list[int], "labels": list[int]}``;
 :func:`~.collate.collate` pads ``labels`` with ``IGNORE_INDEX``. Skips: ``broken_json_line``,
-``non_utf8_line``, ``record_too_large``, ``not_a_conversation`` (neither ``conversations`` nor ``text``, or a
+``non_utf8_line``, ``record_too_large``, ``empty_line``, ``not_a_conversation`` (neither ``conversations`` nor ``text``, or a
 turn that is not from ``human`` / ``gpt``), ``missing_image`` and the image decoder's reasons, and
 ``image_past_context`` (the image block would not fit the context).
 """
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Iterator
@@ -30,7 +29,7 @@ from typing import Iterator
 import torch
 
 from ..sequences import IGNORE_INDEX, IMAGE_MARK, dialogue_row
-from .streaming import TOO_LARGE, ShardedStream, Skip, bounded_lines
+from .streaming import ShardedStream, Skip, bounded_lines, json_line
 
 
 class ConversationDataset(ShardedStream):
@@ -48,14 +47,7 @@ class ConversationDataset(ShardedStream):
             yield from enumerate(bounded_lines(stream, self.limits.max_record_bytes))
 
     def _samples(self, line: bytes | None, rng: random.Random) -> list[dict]:
-        if line is TOO_LARGE:
-            raise Skip("record_too_large")
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise Skip("non_utf8_line") from None
-        except json.JSONDecodeError:
-            raise Skip("broken_json_line") from None
+        record = json_line(line)
         empty = torch.zeros(0, 3, self.image_size, self.image_size)
         if isinstance(record, dict) and isinstance(record.get("text"), str):
             ids = [self.tokenizer.sot_id] + self.tokenizer.encode(record["text"])[: self.context_length - 2]

@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
@@ -173,6 +173,35 @@ def source_commit(profile: str, *, allow_dirty: bool = False) -> str:
         raise ValueError(f"the checkout has uncommitted changes (git status): commit them first, so the result "
                          f"records the code it came from, or pass --allow-dirty and it will say{DIRTY}")
     return commit
+
+
+class Start(NamedTuple):
+    """What a reproduction that builds on a Table 1 profile (the scale curve, Table 4) starts from."""
+
+    recipe: "Profile"
+    commit: str
+    seeds: tuple[int, ...]
+    out: Path
+    report_dir: Path
+    command: str
+    started: float
+
+
+def start(table: str, *, profile: str, world: str, seeds: Sequence[int] | None, world_seed: int,
+          out: str | Path | None, report_dir: str | Path | None, allow_dirty: bool,
+          progress: Callable[[str], None]) -> Start:
+    """The profile's recipe on ``world``, the commit (refused when dirty, :func:`source_commit`), the seeds, the
+    work folder (Table 1's, so its units are reused), the report folder (default ``OUT/report/<table>``) and the
+    command line, printed."""
+    recipe = recipe_on(profile, world)
+    commit = source_commit(profile, allow_dirty=allow_dirty)
+    seeds = tuple(seeds if seeds is not None else recipe.seeds)
+    out = Path(out or default_out(recipe))
+    report_dir = Path(report_dir or out / "report" / table)
+    command = (f"lcl reproduce {table} --profile {profile} --world {world} --seeds {' '.join(map(str, seeds))} "
+               f"--world-seed {world_seed} --out {out} --report {report_dir}")
+    progress(f"$ {command}")
+    return Start(recipe, commit, seeds, out, report_dir, command, time.perf_counter())
 
 
 def machine() -> dict:

@@ -48,8 +48,7 @@ from ..transfer.dialogue_eval import evaluate_dialogue
 from . import report
 from .claims import RANDOM, Claim, Composite, judge_all
 from .stats import interval
-from .table1 import (ROWS, Progress, Row, default_out, machine, make_unit, prepare_setting, recipe_on, run_units,
-                     source_commit)
+from .table1 import ROWS, Progress, Row, machine, make_unit, prepare_setting, run_units, start
 
 SCHEMA = "lcl-table4/1"
 ENCODERS = ("CLIP (pairs)", "LCL (pairs)", "LCL (pairs + documents)")
@@ -245,15 +244,10 @@ def reproduce_table4(*, profile: str = "cpu", world: str = DEFAULT_WORLD, seeds:
                      world_seed: int = 0, out: str | Path | None = None, report_dir: str | Path | None = None,
                      allow_dirty: bool = False, progress: Callable[[str], None] = print) -> dict:
     """Pre-train (or reuse) the encoders, train the language model once, run every chain, judge the claims."""
-    upstream, recipe = recipe_on(profile, world), RECIPES[profile]
-    commit = source_commit(profile, allow_dirty=allow_dirty)
-    seeds = tuple(seeds if seeds is not None else upstream.seeds)
-    out = Path(out or default_out(upstream))
-    report_dir = Path(report_dir or out / "report" / "table4")
-    command = (f"lcl reproduce table4 --profile {profile} --world {world} --seeds {' '.join(map(str, seeds))} "
-               f"--world-seed {world_seed} --out {out} --report {report_dir}")
-    started = time.perf_counter()
-    progress(f"$ {command}")
+    begun = start("table4", profile=profile, world=world, seeds=seeds, world_seed=world_seed, out=out,
+                  report_dir=report_dir, allow_dirty=allow_dirty, progress=progress)
+    upstream, commit, seeds, out, report_dir, command, started = begun
+    recipe = RECIPES[profile]
     setting = prepare_setting(upstream, out, world_seed=world_seed, progress=progress)
     data = ensure_dialogue(setting.world, out / "dialogue" / setting.world.name, train_images=recipe.train_images,
                            test_images=recipe.test_images, seed=world_seed)
