@@ -7,12 +7,14 @@ tokenizer.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
+from .llava import DialogueModel, DialogueModelConfig
 from .model import LCLModel
 from .official import load_official_checkpoint
 from .tokenizer import ClipTokenizer, Tokenizer, load_tokenizer
@@ -21,7 +23,7 @@ CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR = "config.json", "model.safetensors", "
 RUN_FINAL_DIR = "final"  # where a run folder keeps its exported model (lcl_core.training.runs)
 
 
-def save_pretrained(folder: str | Path, model: LCLModel, tokenizer: Tokenizer, *,
+def save_pretrained(folder: str | Path, model: LCLModel | DialogueModel, tokenizer: Tokenizer, *,
                     weights: dict[str, torch.Tensor] | None = None) -> Path:
     """``weights``: the full state when the model's own is sharded (FSDP); default ``model.state_dict()``."""
     folder = Path(folder)
@@ -33,8 +35,10 @@ def save_pretrained(folder: str | Path, model: LCLModel, tokenizer: Tokenizer, *
     return folder
 
 
-def load_pretrained(path: str | Path, *, config: ModelConfig | None = None) -> tuple[LCLModel, Tokenizer]:
-    """A kit folder written by :func:`save_pretrained`, a run folder (its ``final/``), or an official
+def load_pretrained(path: str | Path, *, config: ModelConfig | None = None) -> tuple[LCLModel | DialogueModel,
+                                                                                   Tokenizer]:
+    """A kit folder written by :func:`save_pretrained` (an LCL model, or a tiny LLaVA-1.5 stage's
+    :class:`~lcl_core.llava.DialogueModel`), a run folder (its ``final/``), or an official
     ``.pt`` state dict (whose architecture is inferred from its shapes unless ``config`` is given)."""
     path = Path(path)
     if path.is_file() and path.suffix in {".pt", ".pth", ".bin"}:
@@ -44,6 +48,8 @@ def load_pretrained(path: str | Path, *, config: ModelConfig | None = None) -> t
     if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path} is neither a kit model folder ({CONFIG_FILE} + {WEIGHTS_FILE}), a finished "
                                 "run folder, nor an official .pt file")
-    model = LCLModel(config=ModelConfig.from_json(path / CONFIG_FILE))
+    config_data = json.loads((path / CONFIG_FILE).read_text())
+    model = (DialogueModel(config=DialogueModelConfig.from_dict(config_data)) if config_data.get("kind") == "dialogue"
+             else LCLModel(config=ModelConfig.from_dict(config_data)))
     model.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
     return model, load_tokenizer(path / TOKENIZER_DIR)

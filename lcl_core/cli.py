@@ -12,6 +12,7 @@ COMMANDS = {
     "pretrain": ("lcl_core.training.cli", "pre-train LCL or a baseline objective"),
     "demo": ("lcl_core.demo", "the quick end-to-end demo on the built-in offline data"),
     "evaluate": ("lcl_core.transfer.cli", "frozen-transfer evaluation of a checkpoint"),
+    "chat": ("lcl_core.transfer.chat", "ask a tiny LLaVA-1.5 stage (lcl reproduce table4) a question about an image"),
     "plot": ("lcl_core.curves", "draw the training curves of one or several runs side by side"),
     "reproduce": ("lcl_core.reproduce.cli", "reproduce the paper's tables with seeds, intervals and verdicts"),
     "notebooks": ("lcl_core.notebooks_cli", "execute the notebook sequence with papermill"),

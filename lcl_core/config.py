@@ -134,6 +134,11 @@ class ModelConfig(JsonConfig):
         if problems:
             raise ValueError(f"invalid model config {self.name!r}: " + "; ".join(problems))
 
+    def stream_sizes(self) -> dict[str, int]:
+        """What a reader needs: image size, ``<img>`` placeholders per image and row length."""
+        return {"image_size": self.vision.image_size, "num_image_tokens": self.vision.num_patches,
+                "context_length": self.bridge.context_length}
+
     def with_tokenizer(self, tokenizer, *, spec: str | None = None) -> "ModelConfig":
         """A copy whose vocabulary and special ids are the tokenizer's (``spec`` records where it lives)."""
         bridge = dataclasses.replace(self.bridge, vocab_size=tokenizer.vocab_size)

@@ -195,3 +195,39 @@ def image_first_captions(ids: torch.Tensor, *, eoi_id: int, eot_id: int) -> list
         start = row.index(eoi_id) + 1
         captions.append(row[start: row.index(eot_id, start)])
     return captions
+
+
+# ---- conversations (the tiny LLaVA-1.5 of lcl_core.llava) -------------------------------------------------
+IGNORE_INDEX = -100  # transformers' label value for "no loss here"
+IMAGE_MARK = "<image>"  # LLaVA's placeholder in conversation text
+
+
+@dataclass(frozen=True)
+class DialogueRow:
+    ids: list[int]  # the conversation's tokens, N <img> placeholders where the image goes
+    labels: list[int]  # ids at answer tokens (and their <eot>), IGNORE_INDEX elsewhere
+
+
+def dialogue_row(tokenizer: Tokenizer, conversation: Sequence[dict], *, image_tokens: int,
+                 max_tokens: int) -> DialogueRow:
+    """One LLaVA-format conversation (``[{"from": "human"|"gpt", "value"}, …]``) as ids and answer-only
+    labels, cut at ``max_tokens`` — never inside the image block (a row whose image does not fit is refused)."""
+    ids, labels = [tokenizer.sot_id], [IGNORE_INDEX]
+    for turn in conversation:
+        if turn["from"] == "human":
+            before, mark, after = turn["value"].partition(IMAGE_MARK)
+            human = tokenizer.encode(f" USER: {before}".rstrip())
+            if mark:
+                human += [tokenizer.img_id] * image_tokens
+            human += tokenizer.encode(f"{after} ASSISTANT:")
+            ids += human
+            labels += [IGNORE_INDEX] * len(human)
+        elif turn["from"] == "gpt":
+            answer = tokenizer.encode(" " + turn["value"].strip()) + [tokenizer.eot_id]
+            ids += answer
+            labels += answer
+        else:
+            raise ValueError(f"a conversation turn is from 'human' or 'gpt', not {turn['from']!r}")
+    if tokenizer.img_id in ids[max_tokens:]:
+        raise ValueError(f"the image block ends after token {max_tokens}: raise max_tokens")
+    return DialogueRow(ids[:max_tokens], labels[:max_tokens])

@@ -2,11 +2,13 @@
 
 import hashlib
 import itertools
-import os
-import threading
-import random
 import json
+import os
+import random
+import subprocess
+import sys
 import tarfile
+import threading
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +22,8 @@ from lcl_core.data.assets import real_tier_available
 from lcl_core.data.language import OPTIONAL_DETAILS, describe, sample_details, stated_attributes
 from lcl_core.data.scenes import attributes
 from lcl_core.data.world import _parallel, agreement, make_document
+
+REPO = Path(__file__).resolve().parents[1]
 
 DETAIL_SUBSETS = [d for k in range(len(OPTIONAL_DETAILS) + 1) for d in itertools.combinations(OPTIONAL_DETAILS, k)]
 SMALL_EVAL = EvalSizes(classification_train_per_class=2, classification_val_per_class=1, captions_train=6,
@@ -65,6 +69,19 @@ def test_world_workers_are_not_forked_from_a_caller_that_runs_threads():
         release.set()
         holder.join()
     assert len(parents) == 6 and os.getpid() not in parents
+
+
+def test_a_script_without_a_main_guard_is_not_rerun_by_the_workers(tmp_path):
+    """A quick script calling the generator at its top level, unguarded: fork-server workers would each re-run
+    it from the top (its prints, its loading, its world building) before taking a job; it must run once."""
+    script = tmp_path / "quick.py"
+    script.write_text("from lcl_core.data.world import _parallel\n"
+                      "print('script started', flush=True)\n"
+                      "print(sum(_parallel(abs, [(-1,)] * 6, processes=2, chunksize=1)))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["script", "started", "6"]
 
 
 def test_same_seed_gives_identical_bytes_whatever_the_process_count(world, tmp_path):

@@ -24,7 +24,8 @@ OmniCorpus-CC, MINT-1T HTML) at ``DIR/`` :func:`~.streaming.url_image_name`; rea
 
 Readers (torch ``IterableDataset``): :class:`MMC4Dataset`, :class:`ObelicsDataset`, :class:`OmniCorpusDataset`
 (+ ``filters=OmniCorpusFilters(...)``), :class:`MintHtmlDataset`, :class:`MintPdfDataset` (MINT-1T PDF/ArXiv
-tars), :class:`PairedDataset` ``(paths, tokenizer, *, image_size, num_image_tokens, context_length, seed,
+tars), :class:`ConversationDataset` (LLaVA-format conversations and text as JSON lines, for the tiny
+LLaVA-1.5 of :mod:`lcl_core.llava`; its samples also carry ``labels``), :class:`PairedDataset` ``(paths, tokenizer, *, image_size, num_image_tokens, context_length, seed,
 loop=False, shuffle=True, shuffle_window=1, rank=None, world_size=None, limits=ReadLimits(), ...rule knobs)``
 (``shuffle_window``: records read in a shuffled order within runs of that many, across shard
 boundaries; 1: file order). ``paths``:
@@ -57,6 +58,7 @@ epoch. A consumer that gets no sample at all from its files raises :class:`Nothi
 """
 
 from .collate import StreamLoader, collate, make_loader
+from .conversations import ConversationDataset
 from .mint import MintHtmlDataset, MintPdfDataset
 from .mmc4 import MMC4Dataset, select_images
 from .obelics import ObelicsDataset
@@ -75,7 +77,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["EvalSizes", "LAYOUTS", "WORLD_PRESETS", "MMC4Dataset", "MintHtmlDataset", "MintPdfDataset",
+__all__ = ["ConversationDataset", "EvalSizes", "LAYOUTS", "WORLD_PRESETS", "MMC4Dataset", "MintHtmlDataset", "MintPdfDataset",
            "NothingReadable", "ObelicsDataset", "OmniCorpusDataset", "OmniCorpusFilters", "PairedDataset", "ReadLimits",
            "Skip", "StreamLoader", "WorldKnobs", "build_world", "cached_world", "collate", "ensure_world", "keep_latest",
            "make_loader", "select_images"]

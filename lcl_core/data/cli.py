@@ -36,6 +36,15 @@ def add_arguments(parser) -> None:
     for knob in fields(EvalSizes):
         world.add_argument(f"--{knob.name.replace('_', '-')}", type=type(knob.default), default=knob.default,
                            help=f"evaluation set size (default {knob.default})")
+    dialogue = sub.add_parser("dialogue", help="the tiny LLaVA-1.5's data from a world: text for its language model, "
+                                               "captions, instruction conversations and held-out benchmark questions")
+    dialogue.add_argument("--world", required=True, help="a world folder (lcl data world)")
+    dialogue.add_argument("--out", required=True, help="output folder")
+    dialogue.add_argument("--train-images", type=int, default=2000, help="images of the caption and instruction "
+                                                                       "data (default 2000)")
+    dialogue.add_argument("--test-images", type=int, default=300, help="held-out images the benchmarks ask about "
+                                                                      "(default 300)")
+    dialogue.add_argument("--seed", type=int, default=0)
     fetch = sub.add_parser("fetch-images", help="fetch the images MMC4 shards and OBELICS / OmniCorpus / MINT-1T HTML "
                                                 "parquet name by URL (img2dataset, in an environment of its own)")
     fetch.add_argument("sources", nargs="+", help="MMC4 .jsonl / .jsonl.zip shards, parquet files, folders or globs")
@@ -83,6 +92,8 @@ def main(args) -> int:
         return realism_main(args)
     if args.action == "fetch-images":
         return fetch_images(args)
+    if args.action == "dialogue":
+        return dialogue(args)
     return build(args) if args.action == "world" else inspect(args)
 
 
@@ -98,6 +109,21 @@ def fetch_images(args) -> int:
         return 2
     print("\n".join(summary_lines(summary, Path(args.out))))
     return 0 if summary["img2dataset_exit_code"] == 0 else 1
+
+
+def dialogue(args) -> int:
+    from .dialogue_world import build_dialogue
+
+    if not (Path(args.world) / "world.json").is_file():
+        print(f"lcl data dialogue: error: {args.world} is not a world folder (no world.json); build one with "
+              "`lcl data world --out DIR`", file=sys.stderr)
+        return 2
+    manifest = build_dialogue(args.world, args.out, train_images=args.train_images, test_images=args.test_images,
+                              seed=args.seed)
+    print(f"wrote {args.out}:")
+    for name, count in manifest["counts"].items():
+        print(f"  {name:24s} {count}")
+    return 0
 
 
 def build(args) -> int:

@@ -8,15 +8,18 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
-from ..sequences import pad_rows
+from ..sequences import IGNORE_INDEX, pad_rows
 
 
 def collate(samples: list[dict], pad_id: int) -> dict:
-    """``{"images": [M,3,H,W], "input_ids": [B,L], "num_images": [B], "positions": [...], "skips": {...}}``."""
+    """``{"images": [M,3,H,W], "input_ids": [B,L], "num_images": [B], "positions": [...], "skips": {...}}``,
+    and ``"labels": [B,L]`` (padded with ``IGNORE_INDEX``) when the samples carry labels (conversations)."""
     skips: Counter = Counter()
     for sample in samples:
         skips.update(sample["position"].get("skipped", {}))
-    return {
+    labelled = ({"labels": pad_rows([s["labels"] for s in samples], pad_id=IGNORE_INDEX)}
+                if "labels" in samples[0] else {})
+    return {**labelled,
         "images": torch.cat([s["images"] for s in samples]),
         "input_ids": pad_rows([s["ids"] for s in samples], pad_id=pad_id),
         "num_images": torch.tensor([len(s["images"]) for s in samples], dtype=torch.long),

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..sequences import interleaved_sequence
-from .streaming import TOO_LARGE, ShardedStream, Skip, bounded_lines
+from .streaming import ShardedStream, Skip, bounded_lines, json_line
 
 SIM_THRESHOLD = 0.24
 MAX_IMAGES = 6
@@ -136,16 +136,7 @@ class MMC4Dataset(ShardedStream):
 
     def _samples(self, raw: tuple[Path, bytes], rng: random.Random) -> list[dict]:
         path, line = raw
-        if line is TOO_LARGE:
-            raise Skip("record_too_large")
-        if not line.strip():
-            raise Skip("empty_line")
-        try:
-            document = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise Skip("non_utf8_line") from None
-        except json.JSONDecodeError:
-            raise Skip("broken_json_line") from None
+        document = json_line(line)
         try:
             if max(len(document["text_list"]), len(document["image_info"])) > self.limits.max_list_items:
                 raise Skip("document_too_large")

@@ -34,6 +34,7 @@ import glob
 import hashlib
 import io
 import itertools
+import json
 import logging
 import random
 import tarfile
@@ -110,6 +111,21 @@ class Skip(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def json_line(line: bytes | None):
+    """One JSON-lines record, or :class:`Skip` with the reason it cannot be read (``line`` is a
+    :func:`bounded_lines` item)."""
+    if line is TOO_LARGE:
+        raise Skip("record_too_large")
+    if not line.strip():
+        raise Skip("empty_line")
+    try:
+        return json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Skip("non_utf8_line") from None
+    except json.JSONDecodeError:
+        raise Skip("broken_json_line") from None
 
 
 class NothingReadable(RuntimeError):

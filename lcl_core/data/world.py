@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import random
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,7 +119,7 @@ class EvalSizes:
 
 
 # ---- one document -----------------------------------------------------------------------------------
-def _png(image) -> bytes:
+def png_bytes(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
@@ -330,7 +331,7 @@ def make_document(doc_id: int, seed: int, knobs: WorldKnobs, tier: str, image_si
     n_images = len(scenes)
     text_list = [text for text, _ in page.sentences]
     names = [_image_name(seed, doc_id, i) for i in range(n_images)]
-    images = [_png(render(scene, image_size, page.lib, rng)) for scene in scenes]
+    images = [png_bytes(render(scene, image_size, page.lib, rng)) for scene in scenes]
     url = f"{HOST}/{page.topic}/page-{doc_id}.html"
     image_info = [{"image_name": name, "raw_url": f"{HOST}/img/{name}", "matched_text_index": matched[i],
                    "matched_sim": float(sim[i, matched[i]]), "face_detections": None}
@@ -393,7 +394,7 @@ def make_pair(pair_id: int, seed: int, knobs: WorldKnobs, tier: str, image_size:
     lib = load_assets(tier)
     rng = random.Random(stable_int("pair", seed, pair_id))
     scene = sample_scene(rng, lib)
-    image = _png(render(scene, image_size, lib, rng))
+    image = png_bytes(render(scene, image_size, lib, rng))
     return f"{pair_id:08d}", image, language.alt_text(scene, rng, knobs.detail_prob), scene
 
 
@@ -403,7 +404,7 @@ def make_eval_image(task: tuple, seed: int, tier: str, image_size: int) -> tuple
     lib = load_assets(tier)
     rng = random.Random(stable_int("eval", seed, name))
     scene = sample_scene(rng, lib, split=split, family=family, kind=kind)
-    return _png(render(scene, image_size, lib, rng)), scene
+    return png_bytes(render(scene, image_size, lib, rng)), scene
 
 
 # ---- the whole world --------------------------------------------------------------------------------
@@ -413,16 +414,20 @@ def _call(job):
 
 
 def _parallel(function, argument_tuples, processes: int, chunksize: int = 16):
-    """Ordered map over processes forked from a fork server, never from the caller: forking a process
-    that runs threads (a Jupyter kernel's, torch's OpenMP pool) can leave a child waiting forever on a lock
-    some other thread held at the fork. The server is one clean process per caller that imports this
-    module once; each worker then loads the asset arrays itself (``load_assets`` is cached per process)."""
+    """Ordered map over worker processes. A caller that runs other threads (a Jupyter kernel) gets workers
+    from a fork server, never forked from itself: a child forked from a process with running threads can wait
+    forever on a lock another thread held at the fork. A fork server's workers re-run the caller's main
+    script unless it is guarded by ``if __name__ == "__main__"`` (as a kernel's and a console script's are, and
+    a quick script often is not), so a caller with one thread keeps plain fork. The server is one clean
+    process per caller that imports this module once; each worker loads the asset arrays itself
+    (``load_assets`` is cached per process)."""
     jobs = ((function, args) for args in argument_tuples)
     if processes <= 1:
         yield from map(_call, jobs)
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])  # not the caller's __main__: a notebook or test runner
+    context = multiprocessing.get_context("forkserver" if threading.active_count() > 1 else "fork")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload([__name__])  # not the caller's __main__: a notebook or test runner
     with context.Pool(processes) as pool:
         yield from pool.imap(_call, jobs, chunksize=chunksize)
 

@@ -7,7 +7,10 @@ seeds (``first − second`` per seed, mean and 95 % t-interval, :mod:`lcl_core.r
   interval lies above 0, *contradicts* it when it lies below 0, and is *unclear* otherwise;
 * an **equivalent** claim ("``first`` ≈ ``second``"): a column supports it when the interval lies
   inside ``[−margin, +margin]`` (two one-sided tests at 2.5 % each), contradicts it when the interval
-  lies wholly outside, and is unclear otherwise.
+  lies wholly outside, and is unclear otherwise;
+* a **noninferior** claim ("``first`` is at least as good as ``second``"): a column supports it when the
+  interval's low end lies above ``−margin``, contradicts it when its high end lies below ``−margin``, and is
+  unclear otherwise (the one-sided half of the equivalence test).
 
 A claim **holds** when every one of its columns supports it, **fails** when any column contradicts
 it, and is **inconclusive** otherwise. A claim about two encoders that must each have learned
@@ -40,11 +43,11 @@ VERDICTS = ("holds", "fails", "inconclusive")
 class Claim:
     key: str
     statement: str
-    kind: str  # "greater" | "equivalent"
+    kind: str  # "greater" | "equivalent" | "noninferior"
     first: str  # row labels
     second: str
     columns: tuple[str, ...]
-    margin: float | None = None  # equivalence claims
+    margin: float | None = None  # equivalence and non-inferiority claims
     preconditions: tuple[str, ...] = ()  # keys of claims that must hold first
 
 
@@ -77,6 +80,8 @@ def column_call(claim: Claim, difference: Interval) -> str:
     if claim.kind == "greater":
         return "supports" if difference.low > 0 else "contradicts" if difference.high < 0 else "unclear"
     margin = claim.margin
+    if claim.kind == "noninferior":
+        return "supports" if difference.low > -margin else "contradicts" if difference.high < -margin else "unclear"
     if -margin <= difference.low and difference.high <= margin:
         return "supports"
     return "contradicts" if difference.low > margin or difference.high < -margin else "unclear"
@@ -126,10 +131,10 @@ def judge_composite(composite: Composite, decided: Mapping[str, dict]) -> dict:
 
 def judge_all(per_seed: Callable[[str, str], Mapping[int, float] | None], *, claims=CLAIMS,
               preconditions=PRECONDITIONS, composites: tuple[Composite, ...] = ()) -> dict[str, list[dict]]:
-    """The preconditions, then every claim, then the composites; rows a reproduction did not train are
-    judged unclear."""
+    """The preconditions, then every claim, then the composites (of claims or preconditions); rows a reproduction
+    did not train are judged unclear."""
     decided = {c.key: judge(c, per_seed) for c in preconditions}
     judged = [judge(c, per_seed, decided) for c in claims]
-    parts = {c["key"]: c for c in judged}
+    parts = decided | {c["key"]: c for c in judged}
     return {"preconditions": list(decided.values()),
             "claims": judged + [judge_composite(c, parts) for c in composites]}

@@ -1,4 +1,4 @@
-"""``lcl reproduce table1|ablations|scale --profile smoke|cpu|gpu [--world calibrated|v1] [--seeds …] [--world-seed …]
+"""``lcl reproduce table1|ablations|scale|table4 --profile smoke|cpu|gpu [--world calibrated|v1] [--seeds …] [--world-seed …]
 [--out DIR] [--report DIR]``;
 ``lcl reproduce compare FIRST SECOND``: whether two reproductions reach the same verdicts;
 ``lcl reproduce verify RESULT [--unit NAME …]``: whether a committed result still comes from the code."""
@@ -17,7 +17,9 @@ def add_arguments(parser) -> None:
     table1 = sub.add_parser("table1", help="every row of the paper's Table 1, several seeds, a verdict per claim")
     ablations = sub.add_parser("ablations", help="the ablation grids as curves over seeds, a verdict per claim")
     scale = sub.add_parser("scale", help="LCL and CLIP at several budgets: does the gap between them move?")
-    for command in (table1, ablations, scale):
+    table4 = sub.add_parser("table4", help="the encoders inside a tiny LLaVA-1.5, frozen and full, on stand-ins of "
+                                           "the multimodal benchmarks, with both controls")
+    for command in (table1, ablations, scale, table4):
         command.add_argument("--profile", choices=list(PROFILES), default="cpu",
                              help="; ".join(f"{name}: {p.description}" for name, p in PROFILES.items()))
         command.add_argument("--world", choices=list(WORLDS), default=DEFAULT_WORLD,
@@ -33,6 +35,7 @@ def add_arguments(parser) -> None:
                                                       "ablations share it with Table 1 and reuse its runs)")
     table1.add_argument("--report", type=Path, help="where the report goes (default OUT/report)")
     scale.add_argument("--report", type=Path, help="where the report goes (default OUT/report/scale)")
+    table4.add_argument("--report", type=Path, help="where the report goes (default OUT/report/table4)")
     ablations.add_argument("--report", type=Path, help="where the grids' reports go, one folder each (default "
                                                        "OUT/report/ablations)")
     ablations.add_argument("--only", nargs="+", choices=list(GRIDS), metavar="GRID",
@@ -72,6 +75,10 @@ def main(args) -> int:
         from .scale import reproduce_scale
 
         return main_claims(reproduce_scale, args)
+    if args.table == "table4":
+        from .table4 import reproduce_table4
+
+        return main_claims(reproduce_table4, args)
     return main_claims(reproduce_table1, args)
 
 

@@ -454,3 +454,98 @@ def plot_scale(results: dict, folder: Path) -> None:
         fig.tight_layout()
         fig.savefig(folder / name, dpi=100)
         plt.close(fig)
+
+
+# ---- Table 4 ------------------------------------------------------------------------------------------------
+def write_table4_report(results: dict, timing: dict, folder: str | Path) -> Path:
+    """``lcl reproduce table4``: results, timing, the table in the paper's layout, the claims and a figure."""
+    folder = _write_documents(results, timing, folder)
+    (folder / "table4.md").write_text(table4_markdown(results, timing))
+    (folder / "claims.md").write_text(claims_markdown(results, title="Claims of the paper's Table 4"))
+    plot_table4(results, folder / "figures" / "table4.png")
+    return folder
+
+
+def table4_markdown(results: dict, timing: dict) -> str:
+    from .table4 import BLIND, COLUMNS, ENCODERS, PAPER_ROWS, SETTINGS
+
+    recipe, summary, counts = results["recipe"], results["summary"], results["dialogue"]["counts"]
+    headers = [header for header, *_ in COLUMNS]
+    reused = sum(1 for chain in timing["chains"].values() if chain["reused"])
+    lines = [f"# Table 4, reproduced at small scale: profile `{results['profile']}`", "",
+             "Each encoder inside a tiny LLaVA-1.5 (penultimate-layer patch tokens → two-layer MLP → a "
+             f"{recipe['lm']['num_hidden_layers']}-layer Llama of width {recipe['lm']['hidden_size']}), asked held-out "
+             "stand-ins of the benchmarks. Each cell: the mean over pre-training seeds "
+             f"{recipe['seeds']} ± the half-width of its 95 % t-interval. Percent, but MME on its own scale (at most "
+             "200 per category asked). Absolute values are not comparable with the paper's (Vicuna-7B and ViT-L/14 "
+             "there); the orderings are what is tested. The rules are in `lcl_core/reproduce/table4.py`.", "",
+             f"- command: `{results['command']}`",
+             f"- commit: `{results['commit']}`; machine: {results['machine']['processor']}, "
+             f"{results['machine']['cpus']} threads, torch {results['machine']['torch']}, {results['machine']['device']}",
+             f"- wall time: {_minutes(timing['total_s'])} in all (pre-training and world {_minutes(timing['world_s'])},"
+             f" language model {_minutes(timing['language_model_s'])}; {reused} of {len(timing['chains'])} chains "
+             "reused; per chain in `timing.json`)",
+             f"- world `{results['world']['folder']}`; encoders of the Table 1 profile `{recipe['upstream']}`; "
+             f"dialogue data: {counts['train_images']} training images ({counts['captions']} captions, "
+             f"{counts['instruct']} conversations, {counts['text']} text rows for the language model), "
+             f"{counts['test_images']} held-out images, questions: " + ", ".join(
+                 f"{b} {counts[f'questions_{b}']}" for b in ("vqav2", "gqa", "pope", "mme", "mmbench", "blind")),
+             f"- stages: text {recipe['text_steps']} steps (lr {recipe['text_lr']}), stage 1 "
+             f"{recipe['projector_steps']} (lr {recipe['projector_lr']}), stage 2 {recipe['instruct_steps']} (lr "
+             f"{recipe['instruct_lr']}), {recipe['batch_size']} rows per step; greedy answers of at most "
+             f"{recipe['max_new_tokens']} tokens", "",
+             "| setting | encoder | " + " | ".join(headers) + " |", "|---|---|" + "---|" * len(headers)]
+    for setting in SETTINGS:
+        for row in (*ENCODERS, "random init"):
+            label = f"{row} · {setting}"
+            lines.append(f"| {setting} | {row} | " + " | ".join(cell(summary.get(label, {}).get(h)) for h in headers)
+                         + " |")
+            paper = PAPER_ROWS.get(row)
+            if paper:
+                values = results["paper"][setting][paper]
+                lines.append(f"| {setting} | *paper: {paper}* | " + " | ".join(
+                    _number(values.get("SQA" if h.startswith("SQA") else h)) for h in headers) + " |")
+    lines.append("| — | blind LM | " + " | ".join(cell(summary.get(BLIND, {}).get(h)) for h in headers) + " |")
+    lines += ["", "## Verdicts", ""] + [f"- **{c['verdict']}** — {c['statement']}"
+                                       + (f" ({c['reason']})" if c["reason"] else "")
+                                       for c in results["claims"]["claims"]]
+    lines += ["", "## Example answers (seed 0, frozen)", ""]
+    for name, chain in results["chains"].items():
+        if chain["seed"] != 0:
+            continue
+        scores = chain["scores"].get("frozen") or chain["scores"].get(BLIND)
+        for benchmark, examples in (scores or {}).get("examples", {}).items():
+            for example in examples[:1]:
+                question = example["prompt"].split("\n")[0]
+                lines.append(f"- {chain['row']} · {benchmark}: “{question}” → “{example['answer']}” (truth "
+                             f"“{example['truth']}”)")
+    return "\n".join(lines) + "\n"
+
+
+def plot_table4(results: dict, path: Path) -> None:
+    """One panel per benchmark: every row and setting (mean, 95 % interval over seeds), the blind LM dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .table4 import BLIND, COLUMNS, ENCODERS, SETTINGS
+
+    rows = [f"{row} · {setting}" for setting in SETTINGS for row in (*ENCODERS, RANDOM)]
+    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(3.2 * len(COLUMNS), 5))
+    for ax, (header, *_) in zip(axes, COLUMNS):
+        entries = [results["summary"].get(label, {}).get(header) for label in rows]
+        means = [e["mean"] if e else math.nan for e in entries]
+        errors = [(e["high"] - e["mean"]) if e and e["n"] > 1 else 0 for e in entries]
+        ax.barh(range(len(rows)), means, xerr=errors, color=["C0" if "frozen" in r else "C1" for r in rows])
+        blind = results["summary"].get(BLIND, {}).get(header)
+        if blind:
+            ax.axvline(blind["mean"], color="gray", linestyle="--", label=BLIND)
+        ax.set_yticks(range(len(rows)), rows if ax is axes[0] else [""] * len(rows), fontsize=7)
+        ax.set_title(header, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Table 4 at small scale (profile {results['profile']}, seeds {results['recipe']['seeds']}; "
+                 "mean and 95 % interval; blue frozen, orange full)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

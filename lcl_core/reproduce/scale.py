@@ -46,8 +46,7 @@ from ..transfer.results import PAPER_TABLE1, TABLE1_COLUMNS, column_value, valid
 from . import report
 from .claims import CAPTIONING, RANDOM
 from .stats import interval, paired_difference
-from .table1 import (ROWS, Progress, default_out, machine, make_unit, prepare_setting, recipe_on,
-                     run_units, source_commit)
+from .table1 import ROWS, Progress, machine, make_unit, prepare_setting, run_units, start
 
 SCHEMA = "lcl-scale/1"
 # multipliers of the Table 1 profile's steps; ×1 is the table's own units. cpu: 175 to 1,400 steps (8×).
@@ -105,15 +104,9 @@ def reproduce_scale(*, profile: str = "cpu", world: str = DEFAULT_WORLD, seeds: 
                     world_seed: int = 0, out: str | Path | None = None, report_dir: str | Path | None = None,
                     allow_dirty: bool = False, progress: Callable[[str], None] = print) -> dict:
     """Train and evaluate LCL and CLIP at every budget (the ×1 budget reused from Table 1), judge the trend."""
-    recipe = recipe_on(profile, world)
-    commit = source_commit(profile, allow_dirty=allow_dirty)
-    seeds = tuple(seeds if seeds is not None else recipe.seeds)
-    out = Path(out or default_out(recipe))
-    report_dir = Path(report_dir or out / "report" / "scale")
-    command = (f"lcl reproduce scale --profile {profile} --world {world} --seeds {' '.join(map(str, seeds))} "
-               f"--world-seed {world_seed} --out {out} --report {report_dir}")
-    started = time.perf_counter()
-    progress(f"$ {command}")
+    begun = start("scale", profile=profile, world=world, seeds=seeds, world_seed=world_seed, out=out,
+                  report_dir=report_dir, allow_dirty=allow_dirty, progress=progress)
+    recipe, commit, seeds, out, report_dir, command, started = begun
     setting = prepare_setting(recipe, out, world_seed=world_seed, progress=progress)
     rows = {row.label: row for row in ROWS}
     budgets = [{"multiplier": m, "steps": budget_steps(recipe.steps, m)} for m in BUDGETS[profile]]

@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
@@ -173,6 +173,35 @@ def source_commit(profile: str, *, allow_dirty: bool = False) -> str:
         raise ValueError(f"the checkout has uncommitted changes (git status): commit them first, so the result "
                          f"records the code it came from, or pass --allow-dirty and it will say{DIRTY}")
     return commit
+
+
+class Start(NamedTuple):
+    """What a reproduction that builds on a Table 1 profile (the scale curve, Table 4) starts from."""
+
+    recipe: "Profile"
+    commit: str
+    seeds: tuple[int, ...]
+    out: Path
+    report_dir: Path
+    command: str
+    started: float
+
+
+def start(table: str, *, profile: str, world: str, seeds: Sequence[int] | None, world_seed: int,
+          out: str | Path | None, report_dir: str | Path | None, allow_dirty: bool,
+          progress: Callable[[str], None]) -> Start:
+    """The profile's recipe on ``world``, the commit (refused when dirty, :func:`source_commit`), the seeds, the
+    work folder (Table 1's, so its units are reused), the report folder (default ``OUT/report/<table>``) and the
+    command line, printed."""
+    recipe = recipe_on(profile, world)
+    commit = source_commit(profile, allow_dirty=allow_dirty)
+    seeds = tuple(seeds if seeds is not None else recipe.seeds)
+    out = Path(out or default_out(recipe))
+    report_dir = Path(report_dir or out / "report" / table)
+    command = (f"lcl reproduce {table} --profile {profile} --world {world} --seeds {' '.join(map(str, seeds))} "
+               f"--world-seed {world_seed} --out {out} --report {report_dir}")
+    progress(f"$ {command}")
+    return Start(recipe, commit, seeds, out, report_dir, command, time.perf_counter())
 
 
 def machine() -> dict:
@@ -385,19 +414,21 @@ def run_unit(unit: Unit) -> dict:
             "seconds": time.perf_counter() - started, "reused": reused_run and reused_eval}
 
 
-def run_units(units: list[Unit], *, jobs: int):
-    """(unit, result) in the units' order; with ``jobs`` > 1 the units run in that many worker processes of
+def run_units(units: list, *, jobs: int, work: Callable | None = None):
+    """(unit, ``work(unit)``) in the units' order (``work`` default :func:`run_unit`; the Table 4 chains pass
+    theirs); with ``jobs`` > 1 the units run in that many worker processes of
     ``cores // jobs`` threads each (small models use two single-threaded processes better than one with
     two threads), started in order, so that seed 0 finishes first."""
+    work = work or run_unit
     if jobs <= 1:
         for unit in units:
-            yield unit, run_unit(unit)
+            yield unit, work(unit)
         return
     threads = max(1, (os.cpu_count() or jobs) // jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_start,
                              initargs=(threads,)) as pool:
-        futures = [pool.submit(run_unit, unit) for unit in units]
+        futures = [pool.submit(work, unit) for unit in units]
         for unit, future in zip(units, futures):
             yield unit, future.result()
 

@@ -2,7 +2,9 @@
 
 Sources (``--data-source``) and their folder inside a world built by ``lcl data world --out DIR``:
 ``mmc4`` (interleaved), ``obelics`` (interleaved), ``pairs`` (LAION-style) and ``mmc4_pair`` (the
-matched pairs of MMC4, Table 1's CLIP input); ``--data`` may also point straight at a folder of real
+matched pairs of MMC4, Table 1's CLIP input); the tiny LLaVA-1.5's stages read ``dialogue_text``,
+``dialogue_captions``, ``dialogue`` and ``dialogue_blind`` from a dialogue folder (``lcl data dialogue``,
+:mod:`lcl_core.data.dialogue_world`); ``--data`` may also point straight at a folder of real
 shards. ``a+b`` mixes sources batch by batch (the paper's LAION + MMC4 row is ``mmc4+pairs``), in
 the ratio ``mix`` (batches of each per cycle, default one each). ``synthetic`` needs no files: the
 learnable in-memory batches of :mod:`lcl_core.training.synthetic`.
@@ -13,12 +15,11 @@ objective needs (both from its entry in :data:`lcl_core.objectives.OBJECTIVES`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ModelConfig
-from ..data import (MintHtmlDataset, MintPdfDataset, MMC4Dataset, ObelicsDataset, OmniCorpusDataset, OmniCorpusFilters,
-                    PairedDataset, keep_latest, make_loader)
+from ..data import (ConversationDataset, MintHtmlDataset, MintPdfDataset, MMC4Dataset, ObelicsDataset,
+                    OmniCorpusDataset, OmniCorpusFilters, PairedDataset, keep_latest, make_loader)
 from ..objectives import objective_spec
 from ..tokenizer import Tokenizer
 from .checkpointing import same_on_every_rank
@@ -29,8 +30,9 @@ from .synthetic import SyntheticBatches
 @dataclass(frozen=True)
 class Source:
     reader: type
-    folder: str  # inside a world folder
+    folder: str  # inside a world folder (or a dialogue folder: lcl data dialogue)
     description: str
+    options: dict = field(default_factory=dict)  # the reader's own options for this source
 
 
 SOURCES = {
@@ -41,6 +43,12 @@ SOURCES = {
     "mint_pdf": Source(MintPdfDataset, "mint_pdf", "MINT-1T PDF or ArXiv tars (key.json + key.tiff)"),
     "pairs": Source(PairedDataset, "pairs", "paired webdataset tars"),
     "mmc4_pair": Source(PairedDataset, "mmc4_pair", "MMC4-Pair webdataset tars"),
+    # the tiny LLaVA-1.5's stages (lcl_core.training.dialogue), read from a dialogue folder
+    "dialogue_text": Source(ConversationDataset, "text", "text-only JSON lines (the language model's pre-training)"),
+    "dialogue_captions": Source(ConversationDataset, "captions", "LLaVA-format image-caption conversations"),
+    "dialogue": Source(ConversationDataset, "instruct", "LLaVA-format instruction conversations"),
+    "dialogue_blind": Source(ConversationDataset, "instruct", "the instruction conversations without their images",
+                             {"blind": True}),
 }
 SYNTHETIC = "synthetic"
 INTERLEAVED_READERS = (MMC4Dataset, ObelicsDataset, OmniCorpusDataset, MintHtmlDataset, MintPdfDataset)
@@ -81,16 +89,16 @@ def resolve_source_folder(data: str | Path, source: str) -> Path:
                             f"`lcl data world`) or {spec.description} directly in {data}")
 
 
-def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_config: ModelConfig,
+def build_dataset(*, data: str | Path, source: str, config: TrainConfig, model_config,
                   tokenizer: Tokenizer, rank: int, world_size: int, images: str | Path | None = None,
                   omnicorpus_filters: dict | None = None):
-    """An endless (``loop=True``) reader for ``source``, sharded for this rank; ``images``: the image folder
+    """An endless (``loop=True``) reader for ``source``, sharded for this rank (``model_config``: a model config
+    whose ``stream_sizes()`` give the image size, placeholders per image and row length); ``images``: the image folder
     of an interleaved source kept apart from its shards (pairs carry their images in the tar); ``omnicorpus_filters``:
     :class:`~lcl_core.data.OmniCorpusFilters` fields for an omnicorpus source."""
     spec = SOURCES[source]
-    options = dict(image_size=model_config.vision.image_size, num_image_tokens=model_config.vision.num_patches,
-                   context_length=model_config.bridge.context_length, seed=config.seed, loop=True,
-                   shuffle_window=config.shuffle_window, rank=rank, world_size=world_size)
+    options = dict(**model_config.stream_sizes(), seed=config.seed, loop=True, shuffle_window=config.shuffle_window,
+                   rank=rank, world_size=world_size, **spec.options)
     if spec.reader is PairedDataset:
         options.update(layout=objective_spec(config.objective).pair_layout, img_first_prob=config.img_first_prob)
     elif spec.reader is MMC4Dataset:
@@ -166,7 +174,7 @@ class AlternatingBatches:
             stream.resume_from([state["streams"][index] for state in states])
 
 
-def build_batches(*, data: str | Path | None, source: str | None, config: TrainConfig, model_config: ModelConfig,
+def build_batches(*, data: str | Path | None, source: str | None, config: TrainConfig, model_config,
                   tokenizer: Tokenizer, rank: int, world_size: int, mix: list[int] | None = None,
                   batch_sizes: list[int] | None = None, images: str | Path | None = None,
                   omnicorpus_filters: dict | None = None):

@@ -49,12 +49,14 @@ from ..checkpoint import RUN_FINAL_DIR, load_pretrained, save_pretrained
 from ..config import JsonConfig, ModelConfig, get_preset
 from ..data import OmniCorpusFilters
 from ..data.fingerprint import data_fingerprint, file_digest
+from ..llava import DialogueModelConfig
 from ..model import LCLModel
 from ..objectives import objective_spec
 from ..tokenizer import ClipTokenizer, Tokenizer, TrainedTokenizer, load_tokenizer
 from .checkpointing import list_checkpoints
 from .config import TrainConfig
 from .data import IMAGES_APART, SOURCES, SYNTHETIC, build_batches, resolve_source_folder, source_names
+from .dialogue import DialogueSpec, build_dialogue_model, dialogue_model_config
 from .runtime import Runtime, init_runtime
 from .trainer import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
@@ -84,6 +86,7 @@ class RunSpec(JsonConfig):
     tokenizer: str = "trained"  # "trained" (a BPE on DATA/corpus.txt), "clip", or a saved tokenizer folder
     vocab_size: int = 4096  # for tokenizer "trained"
     train: TrainConfig = field(default_factory=TrainConfig)
+    dialogue: dict | None = None  # a DialogueSpec: the run is a tiny LLaVA-1.5 stage (lcl_core.training.dialogue)
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):
@@ -106,6 +109,12 @@ class RunSpec(JsonConfig):
             OmniCorpusFilters(**self.omnicorpus_filters)  # names and ranges checked here, not at the first batch
             if "omnicorpus" not in names:
                 raise ValueError(f"OmniCorpus filters are for the omnicorpus source, not {'+'.join(names)}")
+        if self.dialogue is not None:
+            if self.train.objective != "generation":
+                raise ValueError("a dialogue stage trains next-token generation on its labels: objective generation")
+            if names != [self.dialogue_spec.source]:
+                raise ValueError(f"the {self.dialogue_spec.stage} stage reads {self.dialogue_spec.source}, not "
+                                 f"{'+'.join(names)}")
         if self.images is not None:
             self.images = str(self.images)
             if not any(n in SOURCES and SOURCES[n].reader in IMAGES_APART for n in names):
@@ -118,8 +127,12 @@ class RunSpec(JsonConfig):
 
     @property
     def sources(self) -> list[str]:
-        """The sources read, resolved (the objective's own when none is given)."""
-        return source_names(self.source, self.train.objective)
+        """The sources read, resolved (the stage's or the objective's own when none is given)."""
+        return source_names(self.source or (self.dialogue_spec.source if self.dialogue else None), self.train.objective)
+
+    @property
+    def dialogue_spec(self) -> DialogueSpec | None:
+        return DialogueSpec.from_dict(self.dialogue) if self.dialogue is not None else None
 
     def changed(self, **changes) -> "RunSpec":
         """A copy with fields of the spec or of its :class:`TrainConfig` changed, e.g.
@@ -134,9 +147,12 @@ class RunSpec(JsonConfig):
             updated.setdefault("preset", None)
         return dataclasses.replace(self, **updated, train=dataclasses.replace(self.train, **train))
 
-    def model_config(self, tokenizer: Tokenizer) -> ModelConfig:
+    def model_config(self, tokenizer: Tokenizer) -> ModelConfig | DialogueModelConfig:
         """The model this run trains: its preset or config, bound to ``tokenizer``, with the pre-training
-        heads its objective needs."""
+        heads its objective needs; for a dialogue stage, the tiny LLaVA-1.5's config."""
+        if self.dialogue is not None:
+            return dialogue_model_config(self.dialogue_spec, data=self.data, preset=self.preset, model=self.model,
+                                         tokenizer=tokenizer, tokenizer_spec=self.tokenizer)
         base = get_preset(self.preset) if self.preset else ModelConfig.from_dict(self.model)
         bound = base.with_tokenizer(tokenizer, spec=self.tokenizer)
         return dataclasses.replace(bound, pretraining_heads=list(objective_spec(self.objective).heads))
@@ -147,9 +163,12 @@ def run_identity(spec: RunSpec) -> str:
     resolved = spec.to_dict()
     resolved["train"] = {k: v for k, v in resolved["train"].items() if k not in OUTSIDE_IDENTITY}
     # added after runs existed: unset, they leave their identities alone
-    for added in ("batch_sizes", "images", "omnicorpus_filters"):
+    for added in ("batch_sizes", "images", "omnicorpus_filters", "dialogue"):
         if resolved[added] is None:
             del resolved[added]
+    if spec.dialogue is not None:  # the runs a stage starts from are part of what decides it
+        resolved["dialogue"].update({name: read_run_file(folder)["identity"]
+                                     for name, folder in spec.dialogue_spec.upstream().items()})
     for knob in ADDED_TRAIN_KNOBS:  # likewise at their defaults (they act only on non-finite steps)
         if resolved["train"][knob] == TrainConfig.__dataclass_fields__[knob].default:
             del resolved["train"][knob]
@@ -172,8 +191,10 @@ def run_identity(spec: RunSpec) -> str:
 
 
 def run_folder(root: str | Path, spec: RunSpec) -> Path:
-    """Where :func:`train_run` keeps a spec's run under ``root``: ``root/runs/<objective>-<identity>``."""
-    return Path(root) / "runs" / f"{spec.objective}-{run_identity(spec)[:12]}"
+    """Where :func:`train_run` keeps a spec's run under ``root``: ``root/runs/<objective>-<identity>``
+    (``dialogue-<stage>-<identity>`` for a tiny LLaVA-1.5 stage)."""
+    kind = f"dialogue-{spec.dialogue_spec.stage}" if spec.dialogue is not None else spec.objective
+    return Path(root) / "runs" / f"{kind}-{run_identity(spec)[:12]}"
 
 
 def build_tokenizer(spec: RunSpec, *, cache: str | Path | None = None) -> Tokenizer:
@@ -271,9 +292,12 @@ def prepare_run(spec: RunSpec, folder: str | Path, *, resume: bool = False, labe
         dist.barrier()  # rank 0 has written the tokenizer
     tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
     model_config = spec.model_config(tokenizer)
-    torch.manual_seed(spec.train.seed)  # identical initial weights on every rank, rerun and objective
-    model = LCLModel(config=model_config)
-    batches = build_batches(data=spec.data, source=spec.source, config=spec.train, model_config=model_config,
+    if spec.dialogue is not None:
+        model = build_dialogue_model(spec.dialogue_spec, model_config, seed=spec.train.seed)
+    else:
+        torch.manual_seed(spec.train.seed)  # identical initial weights on every rank, rerun and objective
+        model = LCLModel(config=model_config)
+    batches = build_batches(data=spec.data, source="+".join(spec.sources), config=spec.train, model_config=model_config,
                             tokenizer=tokenizer, rank=runtime.rank, world_size=runtime.world_size, mix=spec.mix,
                             batch_sizes=spec.batch_sizes, images=spec.images,
                             omnicorpus_filters=spec.omnicorpus_filters)

@@ -328,6 +328,8 @@ class Trainer:
             input_ids = batch["input_ids"].to(self.runtime.device, non_blocking=True)
             with self.runtime.autocast():
                 inputs = self.objective.model_inputs(self.model, images, input_ids)
+            if "labels" in batch:  # conversations: the loss is on the labelled (answer) tokens only
+                inputs["labels"] = batch["labels"].to(self.runtime.device, non_blocking=True)
             micro_batches.append((images, input_ids, inputs, batch))
         share = accum > 1 and self.objective.shares_contrastive_batch
         cached, step_targets = self._cache_pairs(micro_batches) if share else (None, None)

@@ -20,11 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sequences import pad_rows
+from ..sequences import IGNORE_INDEX, pad_rows
 from ..tokenizer import Tokenizer
 from .features import ImageSet
 
-IGNORE_INDEX = -100  # transformers' label value for "no loss here"
 
 
 @dataclass(kw_only=True)

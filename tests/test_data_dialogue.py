@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from lcl_core.data.assets import load_assets
-from lcl_core.transfer.dialogue_data import (ANNOTATORS, BENCHMARKS, MME_SUFFIX, OPTION_LETTER, SHORT_ANSWER,
+from lcl_core.data.dialogue import (ANNOTATORS, BENCHMARKS, MME_SUFFIX, OPTION_LETTER, SHORT_ANSWER,
                                              blind_questions, dialogue_scene, instruction_data, name,
                                              popular_names, questions)
 from lcl_core.transfer.mllm_scores import vqa_accuracy, vqa_normalize

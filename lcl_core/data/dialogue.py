@@ -35,9 +35,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..data.assets import DIGIT_NAMES, SHAPES, stable_int
-from ..data.language import SHAPE_FACTS, noun_phrase
-from ..data.scenes import (BACKGROUND_PHRASES, BACKGROUNDS, COLOUR_NAMES, POSITION_PHRASES, RELATION_PHRASES,
+from .assets import DIGIT_NAMES, SHAPES, stable_int
+from .language import SHAPE_FACTS, noun_phrase
+from .scenes import (BACKGROUND_PHRASES, BACKGROUNDS, COLOUR_NAMES, POSITION_PHRASES, RELATION_PHRASES,
                            sample_scene)
 
 BENCHMARKS = ("vqav2", "gqa", "pope", "mme", "mmbench", "blind")

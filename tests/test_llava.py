@@ -1,5 +1,5 @@
-"""The tiny LLaVA-1.5 pieces (lcl_core/transfer/llava.py) on odd sizes: the answer-only loss mask by hand, the
-penultimate-layer tokens against the ViT run block by block, the image splice and the loss at the labels."""
+"""The tiny LLaVA-1.5 pieces (lcl_core/llava.py, lcl_core/sequences.py) on odd sizes: the answer-only loss mask by hand, the
+penultimate-layer tokens against the ViT run block by block, the image splice and greedy answers (the loss at the labels: tests/test_training_dialogue.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from lcl_core.config import get_preset
 from lcl_core.model import LCLModel
 from lcl_core.tokenizer import TrainedTokenizer
-from lcl_core.transfer.heads import IGNORE_INDEX
-from lcl_core.transfer.llava import TinyLLaVA, dialogue_row, left_pad, penultimate_patch_tokens
+from lcl_core.llava import TinyLLaVA, left_pad, penultimate_patch_tokens
+from lcl_core.sequences import IGNORE_INDEX, dialogue_row
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +84,6 @@ def test_image_tokens_are_spliced_at_the_placeholders_in_order(tokenizer):
         model.embed(ids, image_tokens[:1])
     with pytest.raises(ValueError, match="no image tokens"):
         model.embed(ids, None)
-
-
-def test_loss_is_the_cross_entropy_at_the_answer_positions_only(tokenizer):
-    model = _model(tokenizer)
-    row = dialogue_row(tokenizer, CONVERSATION, image_tokens=3, max_tokens=64)
-    ids, labels = torch.tensor([row.ids]), torch.tensor([row.labels])
-    image_tokens = torch.randn(1, 3, 10)
-    loss = model.loss(ids, labels, image_tokens, torch.ones_like(ids))
-    logits = model.lm(inputs_embeds=model.embed(ids, image_tokens)).logits[0, :-1]
-    targets = labels[0, 1:]
-    keep = targets != IGNORE_INDEX
-    torch.testing.assert_close(loss, F.cross_entropy(logits[keep], targets[keep]))
-    # the human's words are context, not targets: changing one moves the loss only through the context
-    assert int(keep.sum()) == len(tokenizer.encode(" red")) + len(tokenizer.encode(" yes")) + 2
 
 
 def test_greedy_answers_of_left_padded_prompts_match_one_at_a_time(tokenizer):
