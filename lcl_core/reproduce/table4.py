@@ -142,8 +142,8 @@ RECIPES = {
     "cpu": DialogueRecipe(
         name="cpu", description="the claims on this 2-core CPU machine in about an hour, pre-training reused",
         train_images=2000, test_images=240, lm={"hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
-                                                "num_attention_heads": 4}, context_length=896, text_steps=800,
-        projector_steps=150, instruct_steps=400, batch_size=16, text_lr=2e-3, projector_lr=1e-3, instruct_lr=5e-4,
+                                                "num_attention_heads": 4}, context_length=640, text_steps=800,
+        projector_steps=150, instruct_steps=200, batch_size=16, text_lr=2e-3, projector_lr=1e-3, instruct_lr=5e-4,
         max_new_tokens=6, jobs=2),
     "gpu": DialogueRecipe(
         name="gpu", description="a larger language model and more steps for one GPU (not yet run: no device was lent "
