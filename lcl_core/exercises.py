@@ -126,6 +126,18 @@ EXERCISES: tuple[Exercise, ...] = (
               "lcl_in1k.half_width", "lower",
               "The 95 % t-interval's factor is 12.7 for two seeds and 4.3 for three.",
               baseline={"reproduce": "smoke"}),
+    Exercise("10_dialogue", {"reproduce": "smoke"},
+              "Run the smoke Table 4 instead of showing the committed cpu one. Are fewer held-out questions asked?",
+              "questions", "lower",
+              "The smoke profile asks about 6 held-out images, the cpu one about 240: its benchmark numbers are "
+              "averages over a few dozen answers, which is why it checks the path and never the claims.",
+              baseline={"reproduce": False}),
+    Exercise("10_dialogue", {"reproduce": "smoke", "seeds": [0, 1, 2]},
+              "The smoke Table 4 with three pre-training seeds instead of two. Does it run more chains?",
+              "chains", "higher",
+              "Every encoder and both controls run once per seed (5 chains per seed): an interval needs seeds, and "
+              "each costs a whole pipeline.",
+              baseline={"reproduce": "smoke"}),
 )
 
 

@@ -157,6 +157,9 @@ class DialogueModel(nn.Module):
         for name, module in modules.items():
             if module is not None:
                 module.requires_grad_(name in parts)
+        if "vision" in parts:  # what lies past the penultimate block never reaches the LM: it gets no gradient, and
+            for unused in (self.vision.pool, self.vision.vit.ln_post, self.vision.vit.transformer.resblocks[-1]):
+                unused.requires_grad_(False)  # parameters without one would have no optimiser state to resume
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor | None:
         """images [M, 3, H, W] -> penultimate-layer patch tokens [M, N, Wv]; None without images or encoder."""

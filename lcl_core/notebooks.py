@@ -37,6 +37,7 @@ SEQUENCE = (
     "07_transfer",
     "08_scale_up",
     "09_reproduction",
+    "10_dialogue",
 )
 
 # Parameter values by profile, then by notebook ("*": every notebook that declares the name).
@@ -50,6 +51,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "08_scale_up": {"official_preset": "LCL_ViT-B-16_laion"},
         "06_ablations": {"rerun": False, "rerun_profile": "cpu"},
         "09_reproduction": {"reproduce": False},
+        "10_dialogue": {"reproduce": False},
     },
     "smoke": {
         "*": {"interactive": False, "world_docs": 200, "world_preset": DEFAULT_WORLD, "vocab_size": 4096,
@@ -60,6 +62,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "08_scale_up": {"official_preset": "tiny-fast"},
         "06_ablations": {"rerun": "placement:p = 0.25", "rerun_profile": "smoke"},
         "09_reproduction": {"reproduce": "smoke"},
+        "10_dialogue": {"reproduce": "smoke"},
     },
 }
 

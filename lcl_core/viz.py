@@ -340,8 +340,9 @@ def explore(redraw: Callable[..., None], *, interactive: bool, start: Mapping[st
             **controls) -> None:
     """``redraw(**values)`` under one control per keyword, redrawn at once when one changes: ``range(n)``
     gives an integer slider, a sequence of numbers a slider over them, any other sequence (run labels) a
-    drop-down. Each starts at its ``start`` value, else its first. With ``interactive=False`` (headless runs)
-    or without ipywidgets, ``redraw`` is called once with those values, as static output.
+    drop-down, a string a text box that starts with it. Each starts at its ``start`` value, else its first. With
+    ``interactive=False`` (headless runs) or without ipywidgets, ``redraw`` is called once with those values, as
+    static output.
 
         explore(show_document, interactive=True, index=range(len(documents)))
         explore(show_losses, interactive=True, lam=[0.0, 0.01, 0.1, 1.0], start={"lam": 0.1})
@@ -351,9 +352,10 @@ def explore(redraw: Callable[..., None], *, interactive: bool, start: Mapping[st
     for name, options in controls.items():
         if len(options) == 0:
             raise ValueError(f"control {name!r} has no values")
-    first = {name: options[0] for name, options in controls.items()} | dict(start or {})
+    texts = {name for name, options in controls.items() if isinstance(options, str)}
+    first = {name: options if name in texts else options[0] for name, options in controls.items()} | dict(start or {})
     for name, value in first.items():
-        if name not in controls or value not in controls[name]:
+        if name not in controls or (name not in texts and value not in controls[name]):
             raise ValueError(f"start value {name}={value!r} is not one of that control's values")
     widgets = _widgets(interactive)
     if widgets is None:
@@ -363,6 +365,8 @@ def explore(redraw: Callable[..., None], *, interactive: bool, start: Mapping[st
 
     def control(name, options):
         label = {"description": name, "style": {"description_width": "initial"}}  # the whole name, not "subject_fo…"
+        if name in texts:
+            return widgets.Text(value=first[name], continuous_update=False, **label)
         if isinstance(options, range):
             return widgets.IntSlider(value=first[name], min=options[0], max=options[-1], step=options.step,
                                      continuous_update=False, **label)

@@ -322,6 +322,21 @@ def test_09_reproduction_reruns_the_smoke_table_and_shows_its_verdicts(smoke):
 
 
 @pytest.mark.notebooks
+def test_10_dialogue_reruns_the_smoke_table4_and_every_row_answers(smoke):
+    from lcl_core.reproduce.table4 import BLIND, CLAIMS, COMPOSITES, ENCODERS, SETTINGS
+
+    r = results(smoke, "10_dialogue")
+    assert r["reproduction_profile"] == "smoke" and r["seeds"] == [0, 1] and r["chains"] == 10
+    assert set(r["verdicts"]) == {c.key for c in CLAIMS + COMPOSITES}
+    labels = {f"{row} · {setting}" for row in (*ENCODERS, "random init") for setting in SETTINGS} | {BLIND}
+    assert set(r["rows"]) == labels and set(r["average"]) == labels
+    assert all(0 <= value <= 100 for value in r["average"].values())
+    # section 4 asked every row's seed-0 model about the held-out image
+    assert set(r["asked"]["answers"]) == {*ENCODERS, "random init", BLIND}
+    assert all(isinstance(answer, str) for answer in r["asked"]["answers"].values())
+
+
+@pytest.mark.notebooks
 def test_plain_papermill_from_the_repo_root_writes_under_the_checkout(tmp_path):
     """``papermill notebooks/03_objective.ipynb OUT -p profile smoke``, nothing else: the smoke sizes are
     used and everything lands in the checkout's runs/, its three training runs included (03: the quickest

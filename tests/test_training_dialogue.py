@@ -72,6 +72,8 @@ def test_each_stage_trains_its_parts_and_starts_from_the_one_before(setup):
                                      train_encoder=trains), root) for trains in (False, True))
     assert same(weights(frozen, "vision."), weights(encoder, "vision."))
     assert not same(weights(full, "vision."), weights(encoder, "vision."))
+    past = ("vision.pool.", "vision.vit.ln_post.", "vision.vit.transformer.resblocks.2.")  # after the penultimate block
+    assert all(same(weights(full, prefix), weights(encoder, prefix)) for prefix in past)
     for run in (frozen, full):
         assert not same(weights(run, "llava.lm."), weights(projector, "llava.lm."))
         assert not same(weights(run, "llava.projector."), weights(projector, "llava.projector."))
@@ -215,8 +217,10 @@ train_run(RunSpec.from_json(sys.argv[1]), root=sys.argv[2])
 
 @pytest.mark.slow
 def test_a_stage_killed_midway_resumes_to_the_uninterrupted_weights(setup, tmp_path):
-    _, data, encoder, language_model = setup
-    spec = stage_spec(data, stage="instruct", encoder=str(encoder.folder), previous=str(language_model.folder),
+    root, data, encoder, language_model = setup
+    projector = train(stage_spec(data, stage="projector", encoder=str(encoder.folder),
+                                 previous=str(language_model.folder)), root)
+    spec = stage_spec(data, stage="instruct", encoder=str(encoder.folder), previous=str(projector.folder),
                       train_encoder=True, steps=8)
     spec.to_json(tmp_path / "spec.json")
 

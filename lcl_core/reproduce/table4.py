@@ -327,3 +327,14 @@ def assemble(recipe: DialogueRecipe, upstream, setting, data: Path, seeds: Seque
         "claims": judge_all(per_seed, claims=CLAIMS, preconditions=PRECONDITIONS, composites=COMPOSITES),
     }
 
+
+def dialogue_runs(results: dict, work: str | Path, *, setting: str = "frozen", seed: int = 0) -> dict[str, Path]:
+    """Row -> the stage-2 run folder of ``seed`` in ``setting`` (the blind LM's own), for those under ``work/runs``
+    (the reproduction's work folder): what notebook 10's "talk to it" and ``lcl chat`` open."""
+    found = {}
+    for chain in results["chains"].values():
+        if chain["seed"] == seed:
+            folder = Path(work) / "runs" / chain["runs"][BLIND if chain["row"] == BLIND else setting]["run"]
+            if folder.is_dir():
+                found[chain["row"]] = folder
+    return found
