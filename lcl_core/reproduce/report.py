@@ -457,20 +457,22 @@ def plot_scale(results: dict, folder: Path) -> None:
 
 
 # ---- Table 4 ------------------------------------------------------------------------------------------------
-def write_table4_report(results: dict, timing: dict, folder: str | Path) -> Path:
-    """``lcl reproduce table4``: results, timing, the table in the paper's layout, the claims and a figure."""
+def write_table4_report(results: dict, timing: dict, folder: str | Path, *, layout: dict) -> Path:
+    """``lcl reproduce table4``: results, timing, the table in the paper's layout, the claims and a figure.
+    ``layout``: the table's rows and columns (``lcl_core.reproduce.table4.LAYOUT``, passed in so that this module
+    does not import the reproduction that imports it)."""
     folder = _write_documents(results, timing, folder)
-    (folder / "table4.md").write_text(table4_markdown(results, timing))
+    (folder / "table4.md").write_text(table4_markdown(results, timing, layout=layout))
     (folder / "claims.md").write_text(claims_markdown(results, title="Claims of the paper's Table 4"))
-    plot_table4(results, folder / "figures" / "table4.png")
+    plot_table4(results, folder / "figures" / "table4.png", layout=layout)
     return folder
 
 
-def table4_markdown(results: dict, timing: dict) -> str:
-    from .table4 import BLIND, COLUMNS, ENCODERS, PAPER_ROWS, SETTINGS
-
+def table4_markdown(results: dict, timing: dict, *, layout: dict) -> str:
+    blind, columns, encoders, paper_rows, settings = (layout[k] for k in ("blind", "columns", "encoders", "paper_rows",
+                                                                          "settings"))
     recipe, summary, counts = results["recipe"], results["summary"], results["dialogue"]["counts"]
-    headers = [header for header, *_ in COLUMNS]
+    headers = [header for header, *_ in columns]
     reused = sum(1 for chain in timing["chains"].values() if chain["reused"])
     lines = [f"# Table 4, reproduced at small scale: profile `{results['profile']}`", "",
              "Each encoder inside a tiny LLaVA-1.5 (penultimate-layer patch tokens → two-layer MLP → a "
@@ -495,17 +497,17 @@ def table4_markdown(results: dict, timing: dict) -> str:
              f"{recipe['instruct_lr']}), {recipe['batch_size']} rows per step; greedy answers of at most "
              f"{recipe['max_new_tokens']} tokens", "",
              "| setting | encoder | " + " | ".join(headers) + " |", "|---|---|" + "---|" * len(headers)]
-    for setting in SETTINGS:
-        for row in (*ENCODERS, "random init"):
+    for setting in settings:
+        for row in (*encoders, "random init"):
             label = f"{row} · {setting}"
             lines.append(f"| {setting} | {row} | " + " | ".join(cell(summary.get(label, {}).get(h)) for h in headers)
                          + " |")
-            paper = PAPER_ROWS.get(row)
+            paper = paper_rows.get(row)
             if paper:
                 values = results["paper"][setting][paper]
                 lines.append(f"| {setting} | *paper: {paper}* | " + " | ".join(
                     _number(values.get("SQA" if h.startswith("SQA") else h)) for h in headers) + " |")
-    lines.append("| — | blind LM | " + " | ".join(cell(summary.get(BLIND, {}).get(h)) for h in headers) + " |")
+    lines.append("| — | blind LM | " + " | ".join(cell(summary.get(blind, {}).get(h)) for h in headers) + " |")
     lines += ["", "## Verdicts", ""] + [f"- **{c['verdict']}** — {c['statement']}"
                                        + (f" ({c['reason']})" if c["reason"] else "")
                                        for c in results["claims"]["claims"]]
@@ -513,7 +515,7 @@ def table4_markdown(results: dict, timing: dict) -> str:
     for name, chain in results["chains"].items():
         if chain["seed"] != 0:
             continue
-        scores = chain["scores"].get("frozen") or chain["scores"].get(BLIND)
+        scores = chain["scores"].get("frozen") or chain["scores"].get(blind)
         for benchmark, examples in (scores or {}).get("examples", {}).items():
             for example in examples[:1]:
                 question = example["prompt"].split("\n")[0]
@@ -522,25 +524,25 @@ def table4_markdown(results: dict, timing: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_table4(results: dict, path: Path) -> None:
+def plot_table4(results: dict, path: Path, *, layout: dict) -> None:
     """One panel per benchmark: every row and setting (mean, 95 % interval over seeds), the blind LM dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .table4 import BLIND, COLUMNS, ENCODERS, SETTINGS
+    blind, columns, encoders, settings = (layout[k] for k in ("blind", "columns", "encoders", "settings"))
 
-    rows = [f"{row} · {setting}" for setting in SETTINGS for row in (*ENCODERS, RANDOM)]
-    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(3.2 * len(COLUMNS), 5))
-    for ax, (header, *_) in zip(axes, COLUMNS):
+    rows = [f"{row} · {setting}" for setting in settings for row in (*encoders, RANDOM)]
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 5))
+    for ax, (header, *_) in zip(axes, columns):
         entries = [results["summary"].get(label, {}).get(header) for label in rows]
         means = [e["mean"] if e else math.nan for e in entries]
         errors = [(e["high"] - e["mean"]) if e and e["n"] > 1 else 0 for e in entries]
         ax.barh(range(len(rows)), means, xerr=errors, color=["C0" if "frozen" in r else "C1" for r in rows])
-        blind = results["summary"].get(BLIND, {}).get(header)
-        if blind:
-            ax.axvline(blind["mean"], color="gray", linestyle="--", label=BLIND)
+        control = results["summary"].get(blind, {}).get(header)
+        if control:
+            ax.axvline(control["mean"], color="gray", linestyle="--", label=blind)
         ax.set_yticks(range(len(rows)), rows if ax is axes[0] else [""] * len(rows), fontsize=7)
         ax.set_title(header, fontsize=9)
     axes[0].legend(fontsize=7)

@@ -71,6 +71,7 @@ PAPER_TABLE4 = {  # LCL-METHOD §6 (VizWiz and SEED have no stand-in here)
                                          "MMB": 59.5}},
 }
 PAPER_ROWS = {"CLIP (pairs)": "OpenCLIP (LAION-400M)", "LCL (pairs + documents)": "LCL (LAION-400M + MMC4)"}
+LAYOUT = {"blind": BLIND, "columns": COLUMNS, "encoders": ENCODERS, "paper_rows": PAPER_ROWS, "settings": SETTINGS}
 # points of the benchmark average: the paper's LCL − OpenCLIP gaps lie between −0.1 and +2.0 points, and the
 # kit's Table 1 uses 3 points for "on par" (lcl_core.reproduce.claims)
 MARGIN = 3.0
@@ -276,7 +277,7 @@ def reproduce_table4(*, profile: str = "cpu", world: str = DEFAULT_WORLD, seeds:
         tracker.report(chain.name, result["seconds"], result["reused"])
     results = assemble(recipe, upstream, setting, data, seeds, world_seed, command, commit, language_model, done)
     timing["total_s"] = time.perf_counter() - started
-    report.write_table4_report(results, timing, report_dir)
+    report.write_table4_report(results, timing, report_dir, layout=LAYOUT)
     progress(f"report in {report_dir} ({timing['total_s'] / 60:.1f} min in all)")
     return results
 
