@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lcl_core.config import get_preset
 from lcl_core.model import LCLModel
