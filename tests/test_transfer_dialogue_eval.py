@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lcl_core.data.dialogue import MME_SUFFIX, Question, prompt, questions
-from lcl_core.transfer.dialogue_eval import Ask, asks, score
+from lcl_core.transfer.dialogue_eval import Ask, as_letter, asks, folds_case, score
 
 SHAPES = ("circle", "square", "star", "ring")
 
@@ -138,3 +138,26 @@ def test_answers_must_match_the_asks():
         score(asked_questions, asked + [Ask(1, 1, asked[-1].text)], ["C", "B", "A", "D", "yes", "yes"])
     with pytest.raises(ValueError, match="unknown benchmarks"):
         score([yes_no("seed", "yes", "random")], [Ask(0, 1, "?")], ["yes"])
+
+
+def test_a_lone_letter_reads_upper_cased_and_nothing_else_changes():
+    for written, read in {"b": "B", " b. ": "B.", "(c)": "(C)", ":d": ":D", "e": "E", "B": "B"}.items():
+        assert as_letter(written) == read, written
+    for kept in ("a cat", "b above", "f", "bb", "yes", "", "2"):
+        assert as_letter(kept) == kept
+
+
+def test_only_a_case_folding_tokenizer_has_its_letters_read_upper_cased():
+    from lcl_core.tokenizer import ClipTokenizer, TrainedTokenizer
+
+    bpe = TrainedTokenizer.train(["A b c D star circle"] * 4, vocab_size=300)
+
+    class Cased:  # stands in for a tokenizer that keeps case
+        encode = staticmethod(lambda text: list(text.encode()))
+        decode = staticmethod(lambda ids: bytes(ids).decode())
+
+    assert folds_case(bpe) and folds_case(ClipTokenizer()) and not folds_case(Cased())
+    # the lower-cased "b" then earns MMBench's rotation and ScienceQA's letter as "B" does
+    mmbench = choice(truth="C")
+    assert score([mmbench], asks([mmbench]), [as_letter(x) for x in "cbad"])["mmbench"]["accuracy"] == 100.0
+    assert score([mmbench], asks([mmbench]), list("cbad"))["mmbench"]["unparseable"] == 100.0

@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 from ..data.dialogue_world import ensure_dialogue
 from ..data.world import DEFAULT_WORLD
 from ..training import RunSpec, TrainConfig, train_run
-from ..transfer.dialogue_eval import evaluate_dialogue
+from ..transfer.dialogue_eval import READING, evaluate_dialogue
 from . import report
 from .claims import RANDOM, Claim, Composite, judge_all
 from .stats import interval
@@ -190,10 +190,10 @@ class Chain:
 
 
 def _evaluate(out: Path, run, data: str, recipe: DialogueRecipe) -> tuple[dict, bool, float]:
-    """The benchmark scores of a finished stage-2 run, kept once per (run, questions, decoding) in
-    ``out/evaluations/``: -> (scores, reused, seconds)."""
+    """The benchmark scores of a finished stage-2 run, kept once per (run, questions, decoding, reading of the
+    answers) in ``out/evaluations/``: -> (scores, reused, seconds)."""
     questions = json.loads((Path(data) / "dialogue.json").read_text())
-    key = json.dumps([run.identity, questions["settings"], questions["world"], recipe.max_new_tokens])
+    key = json.dumps([run.identity, questions["settings"], questions["world"], recipe.max_new_tokens, READING])
     path = out / "evaluations" / f"dialogue-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     if path.is_file():
         return json.loads(path.read_text()), True, 0.0

@@ -21,10 +21,16 @@ which are asked once per rotation of their options, because circular evaluation 
 ``average`` is the kit's own summary — the paper reports no average: the mean over the image benchmarks of
 one number each (VQAv2 and GQA accuracy, POPE's mean F1, MME's total as a percentage of its maximum, MMBench's
 circular accuracy), so that one number follows a run.
+
+A tokenizer that lower-cases everything it reads (the world's BPE, like CLIP's) leaves its model no way to write
+"B": :func:`evaluate_dialogue` then reads an answer that is one option letter alone, to a multiple-choice
+question, as that letter upper-cased (:func:`as_letter`) — the same rule for every row — and leaves every other
+answer as written, so that the benchmarks' own rules read it.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +48,11 @@ from .mllm_scores import (LETTERS, MMBenchAnswer, MMEAnswer, exact_match, mmbenc
                           option_letter_match, pope_scores, rotations, vqa_accuracy)
 
 MME_CATEGORY_MAX = 200.0  # accuracy (≤ 100) plus accuracy+ (≤ 100)
+# How answers are read. Cached evaluations carry it, so a change here rescores them. 2: option letters of a
+# case-folding tokenizer read upper-cased (as_letter).
+READING = 2
+LETTER_BENCHMARKS = ("mmbench", "blind")  # answered with an option letter
+_LONE_LETTER = re.compile(r"([(:]?)([a-e])([.,:)]*)")  # MMBench's letter forms: "b", "b.", "(b)", ":b", ...
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,18 @@ def score(questions: Sequence[Question], asked: Sequence[Ask], answers: Sequence
     return scores
 
 
+def folds_case(tokenizer) -> bool:
+    """Whether ``tokenizer`` lower-cases what it reads, so that a model using it can never write "B"."""
+    return tokenizer.decode(tokenizer.encode("B")).strip() == "b"
+
+
+def as_letter(answer: str) -> str:
+    """``answer`` with its letter upper-cased when it is one option letter (a–e) alone, in one of MMBench's forms
+    ("b", "b.", "(b)"); any other answer as written, "a cat" included, where "a" is an article."""
+    lone = _LONE_LETTER.fullmatch(answer.strip())
+    return lone[1] + lone[2].upper() + lone[3] if lone else answer
+
+
 # ---- asking a model ---------------------------------------------------------------------------------------
 def prompt_row(tokenizer, text: str, *, image_tokens: int, max_tokens: int) -> list[int]:
     """The ids of one question put to a tiny LLaVA-1.5, ending at ``ASSISTANT:`` (``image_tokens`` 0: no image),
@@ -189,11 +212,14 @@ def answer_all(model, tokenizer, folder: str | Path, asked: Sequence[Ask], *, ba
 
 def evaluate_dialogue(model, tokenizer, folder: str | Path, *, batch_size: int = 64, max_new_tokens: int = 8,
                       examples: int = 0) -> dict:
-    """Every held-out question of a dialogue folder put to ``model`` and scored (:func:`score`);
-    ``examples``: that many (question, answer) pairs per benchmark kept under ``"examples"``, for reading."""
+    """Every held-out question of a dialogue folder put to ``model`` and scored (:func:`score`), a lone option
+    letter read upper-cased when ``tokenizer`` folds case (:func:`as_letter`); ``examples``: that many (question, answer) pairs per benchmark kept under ``"examples"``, for reading."""
     questions = read_questions(folder)
     asked = asks(questions)
     answers = answer_all(model, tokenizer, folder, asked, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if folds_case(tokenizer):
+        answers = [as_letter(answer) if questions[a.index].benchmark in LETTER_BENCHMARKS else answer
+                   for a, answer in zip(asked, answers)]
     scores = score(questions, asked, answers)
     if examples:
         kept: dict[str, list] = defaultdict(list)
