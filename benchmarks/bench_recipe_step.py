@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str
 def one(args) -> dict:
     import torch
 
+    from lcl_core.provenance import machine
     from lcl_core.reproduce import table1
     from lcl_core.training import RunSpec, train_run
 
@@ -54,8 +54,7 @@ def one(args) -> dict:
     return {"row": args.row, "lever": args.one, "threads": args.threads, "steps": args.steps,
             "wall_s": round(time.perf_counter() - started, 2), "first_steps_s": [round(t, 3) for t in times[:3]],
             "median_step_s": round(statistics.median(times[5:]), 4), "final_loss": run.history[-1]["loss"],
-            "processor": platform.processor() or platform.machine(),
-            "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
+            "machine": machine()}
 
 
 def main() -> None:
