@@ -23,8 +23,6 @@ import contextlib
 import functools
 import importlib
 import json
-import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -33,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.optim.optimizer as optimizer_module
 
+from lcl_core.provenance import machine
 from lcl_core.reproduce import table1
 from lcl_core.training import trainer as trainer_module
 evaluate_module = importlib.import_module("lcl_core.transfer.evaluate")
@@ -223,10 +222,7 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-profile-steps", type=int, default=20)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    document = {"machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                            "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability(),
-                            "amx": "amx_tile" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists()
-                            else None},
+    document = {"machine": machine(),
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
     if args.timing and Path(args.timing).is_file():
         document["whole_run"] = whole_run(Path(args.timing), jobs=table1.PROFILES[args.profile].jobs)

@@ -16,6 +16,7 @@ what a reader gets in Jupyter; ``smoke`` shrinks everything so that CI runs the 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import math
 import time
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .data.world import DEFAULT_WORLD
+from .data.world import DEFAULT_WORLD, MEASURING_EVAL_SIZES
 from .paths import repo_root
+from .provenance import current_commit, machine
 
 SEQUENCE = (
     "00_quickstart",
@@ -43,8 +45,9 @@ SEQUENCE = (
 # Parameter values by profile, then by notebook ("*": every notebook that declares the name).
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
-        "*": {"interactive": True, "world_docs": 2000, "world_preset": DEFAULT_WORLD, "vocab_size": 4096,
-              "steps": 800, "batch_size": 32, "lr": 1e-3},
+        "*": {"interactive": True, "world_docs": 2000, "world_preset": DEFAULT_WORLD,
+              "world_eval": dataclasses.asdict(MEASURING_EVAL_SIZES), "vocab_size": 4096, "steps": 800,
+              "batch_size": 32, "lr": 1e-3},
         "00_quickstart": {"steps": 300, "batch_size": 16, "head_epochs": 20},
         "03_objective": {"collapse_steps": 150, "collapse_batch_size": 16, "collapse_lr": 2e-3},
         "07_transfer": {"head_epochs": 40, "num_seeds": 2},
@@ -54,8 +57,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "10_dialogue": {"reproduce": False},
     },
     "smoke": {
-        "*": {"interactive": False, "world_docs": 200, "world_preset": DEFAULT_WORLD, "vocab_size": 4096,
-              "steps": 30, "batch_size": 8, "lr": 1e-3},
+        "*": {"interactive": False, "world_docs": 200, "world_preset": DEFAULT_WORLD, "world_eval": {},
+              "vocab_size": 4096, "steps": 30, "batch_size": 8, "lr": 1e-3},
         "00_quickstart": {"steps": 20, "head_epochs": 3},  # unlike 04's run: 04 trains live
         "03_objective": {"collapse_steps": 25, "collapse_batch_size": 8, "collapse_lr": 2e-3},
         "07_transfer": {"head_epochs": 3, "num_seeds": 1},
@@ -197,9 +200,26 @@ def run_notebooks(*, profile: str, out_dir: str | Path, only: Iterable[str] | No
                           seconds=time.perf_counter() - start)
         if not run.results.is_file():
             raise RuntimeError(f"{name} ran but wrote no {run.results.name}")
+        record_execution(out_dir, run, profile=profile, parameters=parameters)
         progress(f"[{name}] {run.seconds:.0f} s  notebook: {run.notebook}  results: {run.results}")
         runs.append(run)
     return runs
+
+
+EXECUTIONS = "executed.json"
+
+
+def record_execution(out_dir: Path, run: NotebookRun, *, profile: str, parameters: dict[str, Any]) -> None:
+    """Add ``run`` to ``out_dir/executed.json`` (one entry per notebook, the latest run's): the commit, profile,
+    parameters, machine, wall time and finishing time that an executed copy states (:mod:`.notebook_copies`)."""
+    path = out_dir / EXECUTIONS
+    executions = json.loads(path.read_text()) if path.is_file() else {}
+    executions[run.name] = {"commit": current_commit(), "profile": profile, "parameters": parameters,
+                            "seconds": round(run.seconds, 1), "machine": machine(),
+                            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    temporary = path.with_suffix(".partial")
+    temporary.write_text(json.dumps(_plain(executions), indent=1) + "\n")
+    temporary.replace(path)
 
 
 def python_literal(text: str) -> Any:

@@ -1,5 +1,6 @@
-"""``lcl notebooks``: run the sequence with papermill (``run``), list each notebook's parameters and the
-profiles (``list``), and show or run a notebook's exercises (``exercise``). The command sits apart from
+"""``lcl notebooks``: run the sequence with papermill (``run``), copy what it executed into ``docs/executed/``
+for reading (``render``), list each notebook's parameters and the profiles (``list``), and show or run a
+notebook's exercises (``exercise``). The command sits apart from
 :mod:`.notebooks` and :mod:`.exercises` so that each of those imports only what it needs: exercises run
 notebooks, the command uses both."""
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .exercises import exercise_markdown, exercises_for, run_exercise
+from .notebook_copies import copies_dir, render
 from .notebooks import PROFILES, SEQUENCE, python_literal, declared_parameters, notebook_out_dir, run_notebooks
 from .paths import repo_root
 
@@ -25,6 +27,13 @@ def add_arguments(parser) -> None:
                      help="override a parameter in every notebook that declares it (value read as a Python literal)")
     run.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these notebooks")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the terminal")
+    copies = sub.add_parser("render", help="copy executed notebooks, outputs included, into docs/executed/ to read")
+    copies.add_argument("--run", type=Path, default=None,
+                        help="the folder `lcl notebooks run` wrote (default <checkout>/runs/notebooks/full)")
+    copies.add_argument("--to", type=Path, default=None, help="default <checkout>/docs/executed")
+    copies.add_argument("--only", nargs="+", default=None, metavar="NAME", help="render only these notebooks")
+    copies.add_argument("--allow-dirty", action="store_true",
+                        help="render runs of code with uncommitted changes (their header says so)")
     sub.add_parser("list", help="the sequence, each notebook's parameters and the profiles' overrides")
     exercise = sub.add_parser("exercise", help="a notebook's exercises; with a number, run one: the notebook with and "
                                                "without the change, and which way the number moved")
@@ -38,6 +47,16 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     if args.action == "exercise":
         return _exercise(args)
+    if args.action == "render":
+        try:
+            written = render(args.run or notebook_out_dir(None, "full"), args.to, only=args.only,
+                             allow_dirty=args.allow_dirty)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"lcl notebooks render: error: {error}", file=sys.stderr)
+            return 2
+        print(f"{len(written)} executed copies in {(args.to or copies_dir()).resolve()}: "
+              + ", ".join(p.stem for p in written))
+        return 0
     if args.action == "list":
         for name in SEQUENCE:
             print(f"{name}: {json.dumps(declared_parameters(name))}")

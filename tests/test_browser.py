@@ -1,6 +1,7 @@
 """The notebooks where learners use them: JupyterLab in headless Chromium (Playwright driving Debian's
 ``chromium``). 01 runs every cell, and its document browser and its page-knob widget redraw when a slider
-moves; 03's λ slider redraws the losses and gradients; 04's live dashboard redraws while it trains.
+moves; 03's λ slider redraws the losses and gradients; 04's live dashboard redraws while it trains; 07's image
+picker redraws a run's caption and retrievals.
 Screenshots are kept in ``runs/test-artifacts/browser/``."""
 
 from __future__ import annotations
@@ -66,14 +67,15 @@ def parameterised(name: str, folder: Path, **parameters) -> str:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """``jupyter lab`` on a free port with a token, serving smoke-size copies of 01, 03 and 04."""
+    """``jupyter lab`` on a free port with a token, serving smoke-size copies of 01, 03, 04 and 07."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
     executable = chromium()
     folder = tmp_path_factory.mktemp("lab")
     smoke = {"profile": "smoke", "out_dir": str(folder / "out")}
     notebooks = {"01": parameterised("01_interleaved_data", folder, **smoke, interactive=True),
                  "03": parameterised("03_objective", folder, **smoke, interactive=True),
-                 "04": parameterised("04_pretrain", folder, **smoke)}
+                 "04": parameterised("04_pretrain", folder, **smoke),
+                 "07": parameterised("07_transfer", folder, **smoke, interactive=True)}
     port, token = free_port(), secrets.token_hex(16)
     log = open(folder / "jupyter.log", "w")
     # a lab of its own: no saved workspace or user setting of this machine, no news pop-up over the notebook
@@ -216,4 +218,15 @@ def test_04_live_dashboard_redraws_while_training(lab):
     assert frames >= 3, f"the dashboard drew {frames} distinct frames"
     show_cell(page, index)
     screenshot(page, "04_pretrain")
+    page.close()
+
+
+def test_07_image_picker_redraws_a_runs_caption_and_retrievals(lab):
+    page = open_notebook(lab, "07")
+    run_all(page)
+    wait_until_run(page, "07_transfer")
+    cell = show_cell(page, cell_index(page, "explore(show_pick,"))
+    redrawn = move_slider(page, cell, readout="1")  # the image slider: held-out image 0 -> 1
+    assert "retrieved caption" in redrawn and "this image's own" in redrawn
+    screenshot(page, "07_transfer_image_picker")
     page.close()

@@ -142,3 +142,55 @@ def test_real_mmc4_sample_with_stand_in_images(tmp_path):
         ids = sample["ids"]
         assert len(ids) <= 256 and ids[-1] == tok.eot_id
         assert sum(t == tok.img_id for t in ids) == 2 * len(sample["images"])
+
+
+def decoded_first(folder, line: dict, context_length: int) -> tuple[list[int], list]:
+    """The row the reader made before it laid pages out first: every selected image decoded, the failures
+    dropped, then the page laid out (the same random draws: one reader, one document)."""
+    import random
+
+    from lcl_core.data.mmc4 import interleave, select_images
+    from lcl_core.data.streaming import Skip, decode_image, stable_int
+    from lcl_core.sequences import interleaved_sequence
+
+    data = MMC4Dataset(folder, TOK, image_size=8, num_image_tokens=2, context_length=context_length)
+    (path,) = folder.glob("*.zip")
+    rng = random.Random(stable_int(data.seed, 0, path.name, 0))  # the stream's draws for record 0 of epoch 0
+    selected = select_images(line["image_info"], sim_threshold=data.sim_threshold, max_images=data.max_images,
+                             rng=rng, one_per_sentence=True)
+    loaded = []
+    for sentence, name in selected:
+        try:
+            loaded.append((sentence, decode_image(folder / "images" / name, lambda reason: None)))
+        except Skip:
+            pass
+    segments = interleave(line["text_list"], [s for s, _ in loaded], rng, data.img_first_prob)
+    sequence = interleaved_sequence(TOK, segments, num_image_tokens=2, context_length=context_length)
+    return sequence.ids, [np.asarray(loaded[k][1]).mean() for k in sequence.image_indices]
+
+
+@pytest.mark.parametrize("broken", [None, "kept", "past the cut"])
+def test_a_page_laid_out_first_gives_the_row_of_decoding_every_image_first(tmp_path, broken):
+    """The reader decodes only the images a row keeps; the row and its images are those of decoding all first
+    (a kept image that fails makes it decode all); an image past the cut is never read."""
+    shades = {f"i{k}.png": png((12, 12)) for k in range(5)}
+    for k, name in enumerate(shades):  # a shade per image, to tell them apart after decoding
+        buffer = io.BytesIO()
+        Image.new("RGB", (12, 12), (40 * k, 40 * k, 40 * k)).save(buffer, format="PNG")
+        shades[name] = buffer.getvalue()
+    line = doc(*[(f"i{k}.png", k, 0.3) for k in range(5)], sentences=5)
+    line["text_list"] = [f"a picture of a red circle {k}" for k in range(5)]
+    if broken:
+        shades["i0.png" if broken == "kept" else "i4.png"] = b"not an image"
+    shard(tmp_path, [line], images=shades)
+    data = MMC4Dataset(tmp_path, TOK, image_size=8, num_image_tokens=2, context_length=40)
+    opened = []
+    original = data.load_image
+    data.load_image = lambda source, **options: opened.append(Path(source).name) or original(source, **options)
+    (sample,) = list(data)
+    ids, means = decoded_first(tmp_path, line, 40)
+    assert sample["ids"] == ids and 1 <= len(means) < 5
+    got = [(sample["images"][k] * 0.2686 + 0.4815)[0].mean().item() * 255 for k in range(len(sample["images"]))]
+    assert got == pytest.approx(means, abs=1.0)
+    assert len(opened) == (5 if broken == "kept" else len(means))
+    assert data.skips == ({"corrupt_image": 1} if broken == "kept" else {})

@@ -25,6 +25,7 @@ import pytest
 from lcl_core.data.realism import REAL_SAMPLE
 from lcl_core.config import get_preset
 from lcl_core.exercises import EXERCISES, lookup
+from lcl_core.notebook_copies import COPY_BUDGET, HEADER_ID, drift, render
 from lcl_core.notebooks import PROFILES, SEQUENCE, declared_parameters, notebook_dir, notebook_path, run_notebooks
 from lcl_core.paths import repo_root
 from lcl_core.reproduce import PROFILES as REPRODUCTION_PROFILES
@@ -104,6 +105,21 @@ def test_every_notebook_executes_and_writes_its_results(smoke):
     for name in SEQUENCE:
         assert (out_dir / f"{name}.ipynb").is_file() and (out_dir / f"{name}.results.json").is_file()
         assert results(smoke, name)["profile"] == "smoke"
+
+
+@pytest.mark.notebooks
+def test_the_run_renders_into_copies_to_read(smoke, tmp_path):
+    out_dir, failures = smoke
+    ran = [name for name in SEQUENCE if name not in failures]
+    written = render(out_dir, tmp_path, allow_dirty=True)  # the suite runs from any checkout, committed or not
+    assert [p.stem for p in written] == ran
+    for path in written:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        assert notebook.cells[0].id == HEADER_ID and "profile `smoke`" in notebook.cells[0].source
+        assert drift(json.loads(notebook_path(path.stem).read_text()), json.loads(path.read_text())) == []
+        assert any(c.outputs for c in notebook.cells if c.cell_type == "code") and path.stat().st_size <= COPY_BUDGET
+    assert f"**{len(ran)} of {len(SEQUENCE)}**" in (tmp_path / "README.md").read_text()
 
 
 @pytest.mark.notebooks
@@ -283,6 +299,8 @@ def test_07_transfer_table_has_every_run_and_the_baselines(smoke):
     assert schema["schema"] == "lcl-transfer-results/1" and schema["protocol"]["seeds"] == [0]
     assert len(r["retrieval_examples"]) == 4 and all(len(e["top3"]) == 3 for e in r["retrieval_examples"])
     assert len(r["caption_examples"]) == 6 and all(e["reference"] for e in r["caption_examples"])
+    # the image picker: every run's head captioned the same 12 held-out images
+    assert set(r["run_captions"]) == rows and all(len(c) == 12 for c in r["run_captions"].values())
     # the run picker lists every finished run of the shared folder: this notebook's and 04's, and 05's baselines
     assert set(r["runs"].values()) <= set(r["runs_found"].values())
 

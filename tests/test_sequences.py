@@ -118,3 +118,21 @@ def test_text_that_spells_an_image_layout_token_is_refused(clip_tok):
     with pytest.raises(LayoutTokenInText):
         paired_sequence(clip_tok, "an <end_of_img> caption", num_image_tokens=3, context_length=64, image_first=True)
     assert interleaved_sequence(clip_tok, ["see start of img here", 0], num_image_tokens=3, context_length=64).ids
+
+
+def test_a_page_tokenised_in_one_call_equals_its_sentences_one_by_one(clip_tok):
+    """The data feed encodes a page's sentences with one ``encode_many`` call (the trained BPE's batch call): the
+    same ids as ``encode`` per sentence, on every page of the real MMC4 sample, for both tokenizers."""
+    from lcl_core.tokenizer import TrainedTokenizer
+
+    sample = shared_path("fixtures", "mmc4-sample", "docs_no_face_shard_151_v3.jsonl")
+    pages = [json.loads(line)["text_list"] for line in sample.read_text().splitlines()]
+    bpe = TrainedTokenizer.train([s for page in pages[:60] for s in page], vocab_size=900)
+    for tok in (bpe, clip_tok):
+        assert all(tok.encode_many(page) == [tok.encode(s) for s in page] for page in pages)
+        page = pages[0]
+        laid = interleaved_sequence(tok, [page[0], 0, *page[1:4], 1], num_image_tokens=2, context_length=4096)
+        block = [tok.soi_id, tok.img_id, tok.img_id, tok.eoi_id]
+        assert laid.ids == [tok.sot_id, *tok.encode(page[0]), *block, *[i for s in page[1:4] for i in tok.encode(s)],
+                            *block, tok.eot_id]
+    assert bpe.encode_many([]) == []

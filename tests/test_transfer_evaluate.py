@@ -149,3 +149,30 @@ def test_cli_on_an_official_layout_checkpoint(tmp_path, eval_root):
     saved = json.loads((tmp_path / "official.json").read_text())
     assert set(saved["encoders"]["checkpoint"]["tasks"]) == {"cls/classification", "ret/coco",
                                                              "zeroshot-cls/classification", "zeroshot-ret/coco"}
+
+
+def test_zero_shot_search_ranks_by_cosine_in_both_directions(model, tokenizer, eval_root):
+    from lcl_core.transfer.zeroshot import rank_captions, rank_images
+
+    bench = find_eval_sets(eval_root).caption_sets[0]
+    images = ImageSet(paths=bench.test.paths[:5], image_size=32).load(range(5))
+    captions = [c[0] for c in bench.test.captions[:7]]
+    rows = [torch.tensor([tokenizer.sot_id, *tokenizer.encode(c)[:38], tokenizer.soi_id]) for c in captions]
+    with torch.no_grad():  # by hand: unnormalised towers on [<sot> caption <soi>] rows, then cosine
+        texts = model.encode_text(torch.nn.utils.rnn.pad_sequence(rows, batch_first=True,
+                                                                  padding_value=tokenizer.pad_id), normalize=False)
+        cosine = torch.nn.functional.cosine_similarity(texts[:, None], model.encode_image(images, normalize=False)[None],
+                                                       dim=-1)
+    assert rank_captions(model, tokenizer, images, captions, k=3).tolist() == cosine.T.topk(3, dim=1).indices.tolist()
+    assert rank_images(model, tokenizer, captions, images, k=2).tolist() == cosine.topk(2, dim=1).indices.tolist()
+
+
+def test_frozen_captions_are_reproducible_and_leave_the_model_as_it_was(model, tokenizer, eval_root):
+    from lcl_core.transfer.evaluate import frozen_captions
+
+    bench = find_eval_sets(eval_root).caption_sets[0]
+    model.train()
+    first = frozen_captions(model, tokenizer, bench, settings=QUICK, seed=3, count=4)
+    assert model.training and first == frozen_captions(model, tokenizer, bench, settings=QUICK, seed=3, count=4)
+    assert len(first) == 4 and all(isinstance(text, str) for text in first)
+    model.eval()

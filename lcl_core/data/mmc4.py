@@ -156,14 +156,28 @@ class MMC4Dataset(ShardedStream):
         root = self.image_root or path.parent / "images"
         if (root / shard_stem(path)).is_dir():
             root = root / shard_stem(path)
-        loaded = [(sentence, self.load_image(root / name)) for sentence, name in selected]
-        loaded = [(sentence, image) for sentence, image in loaded if image is not None]
-        if not loaded:
-            raise Skip("no_usable_image")
-        segments = interleave(sentences, [sentence for sentence, _ in loaded], rng, self.img_first_prob)
-        sequence = interleaved_sequence(self.tokenizer, segments, num_image_tokens=self.num_image_tokens,
-                                        context_length=self.context_length)
+        # Lay the page out first and decode only the images its row keeps: a page holds 3.9 images and a
+        # 128-token row 2.2 (the calibrated world). Should a kept image fail, or the row keep none, every image
+        # is decoded and the page laid out again from the same random state without the failures, as if all had
+        # been decoded first: rows and skip reasons are what decoding everything first gives, except that an
+        # image past the cut of a row whose images all decode is neither decoded nor counted.
+        state = rng.getstate()
+        sequence = self._layout(sentences, [sentence for sentence, _ in selected], rng)
+        kept = {k: self.load_image(root / selected[k][1]) for k in sequence.image_indices}
+        if not kept or any(image is None for image in kept.values()):
+            loaded = [(sentence, kept[k] if k in kept else self.load_image(root / name))
+                      for k, (sentence, name) in enumerate(selected)]
+            loaded = [(sentence, image) for sentence, image in loaded if image is not None]
+            if not loaded:
+                raise Skip("no_usable_image")
+            rng.setstate(state)
+            sequence = self._layout(sentences, [sentence for sentence, _ in loaded], rng)
+            kept = {k: loaded[k][1] for k in sequence.image_indices}
         if not sequence.image_indices:
             raise Skip("no_image_in_context")
-        images = torch.stack([loaded[k][1] for k in sequence.image_indices])
-        return [{"images": images, "ids": sequence.ids}]
+        return [{"images": torch.stack([kept[k] for k in sequence.image_indices]), "ids": sequence.ids}]
+
+    def _layout(self, sentences: list[str], image_sentences: list[int], rng: random.Random):
+        segments = interleave(sentences, image_sentences, rng, self.img_first_prob)
+        return interleaved_sequence(self.tokenizer, segments, num_image_tokens=self.num_image_tokens,
+                                    context_length=self.context_length)

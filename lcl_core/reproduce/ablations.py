@@ -39,12 +39,13 @@ from typing import Callable, Mapping, Sequence
 from ..data import WorldKnobs
 from ..data.world import DEFAULT_WORLD
 from ..transfer.results import column_value, validate_results
+from ..provenance import machine
 from . import report
 from .claims import (ALL_COLUMNS, CAPTIONING, CLASSIFICATION_RETRIEVAL, EQUIVALENCE_MARGIN, LEARNED, RANDOM, Claim,
                      Composite, judge_all)
 from .report import LATENT_COLUMNS
 from .stats import interval, paired_difference
-from .table1 import (Progress, Row, default_out, from_command_line, machine, make_unit, prepare_setting, recipe_on,
+from .table1 import (Progress, Row, default_out, from_command_line, make_unit, prepare_setting, recipe_on,
                      run_units, source_commit)
 
 SCHEMA = "lcl-ablation/1"

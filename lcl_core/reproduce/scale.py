@@ -43,10 +43,11 @@ from typing import Callable, Sequence
 
 from ..data.world import DEFAULT_WORLD
 from ..transfer.results import PAPER_TABLE1, TABLE1_COLUMNS, column_value, validate_results
+from ..provenance import machine
 from . import report
 from .claims import CAPTIONING, RANDOM
 from .stats import interval, paired_difference
-from .table1 import ROWS, Progress, machine, make_unit, prepare_setting, run_units, start
+from .table1 import ROWS, Progress, make_unit, prepare_setting, run_units, start
 
 SCHEMA = "lcl-scale/1"
 # multipliers of the Table 1 profile's steps; ×1 is the table's own units. cpu: 175 to 1,400 steps (8×).

@@ -28,8 +28,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,12 +40,12 @@ import torch
 from ..config import get_preset
 from ..data import EvalSizes, WorldKnobs, cached_world
 from ..data.fingerprint import data_fingerprint
-from ..data.world import DEFAULT_WORLD, WORLD_PRESETS
+from ..data.world import DEFAULT_WORLD, MEASURING_EVAL_SIZES, WORLD_PRESETS
 from ..data.paired import SAMPLES_PER_PAIR
 from ..diagnostics import final_value, latent_diagnostics
 from ..model import LCLModel
 from ..objectives import OBJECTIVES, objective_spec
-from ..paths import repo_root
+from ..provenance import DIRTY, current_commit, machine
 from ..training import RunSpec, TrainConfig, train_run
 from ..training.data import build_batches
 from ..training.runs import build_tokenizer
@@ -108,9 +106,7 @@ PROFILES = {
         log_every=1, save_every=2, jobs=2, measure_batches=3),
     "cpu": Profile(
         name="cpu", description="the claims on this 2-core CPU machine in at most 90 minutes",
-        world=dict(docs=6000, pairs=20000, knobs=WorldKnobs(sentences_median=8.0), eval_sizes=EvalSizes(
-            classification_train_per_class=40, classification_val_per_class=80, captions_train=400,
-            captions_val=100, captions_test=300, flickr30k_train=400, flickr30k_test=300, nocaps_per_domain=60)),
+        world=dict(docs=6000, pairs=20000, knobs=WorldKnobs(sentences_median=8.0), eval_sizes=MEASURING_EVAL_SIZES),
         preset="tiny-fast", vocab_size=4096, steps=700, document_batch=32, lr=1e-3, seeds=(0, 1, 2),
         transfer=TransferSettings(cls_epochs=40, ret_epochs=20, cap_epochs=25),
         head_seeds={"cls": 5, "ret": 3, "cap": 1}, log_every=10, save_every=100, jobs=2),
@@ -148,20 +144,6 @@ def recipe_on(profile: str, world: str = DEFAULT_WORLD) -> Profile:
 def default_out(recipe: Profile) -> Path:
     """Where a reproduction of ``recipe`` works unless told: one folder per profile and world."""
     return Path("runs") / "reproduce" / f"table1-{recipe.name}"
-
-
-def current_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(),
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return head + (DIRTY if dirty else "")
-
-
-DIRTY = " (with uncommitted changes)"
 
 
 def source_commit(profile: str, *, allow_dirty: bool = False) -> str:
@@ -202,12 +184,6 @@ def start(table: str, *, profile: str, world: str, seeds: Sequence[int] | None, 
                f"--world-seed {world_seed} --out {out} --report {report_dir}")
     progress(f"$ {command}")
     return Start(recipe, commit, seeds, out, report_dir, command, time.perf_counter())
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": torch.get_num_threads(), "torch": torch.__version__,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 
 
 def matched_pair_batch(spec: RunSpec, tokenizer, *, document_batch: int, batches: int) -> tuple[int, float]:

@@ -45,10 +45,11 @@ from ..data.dialogue_world import ensure_dialogue
 from ..data.world import DEFAULT_WORLD
 from ..training import RunSpec, TrainConfig, train_run
 from ..transfer.dialogue_eval import READING, evaluate_dialogue
+from ..provenance import machine
 from . import report
 from .claims import RANDOM, Claim, Composite, judge_all
 from .stats import interval
-from .table1 import ROWS, Progress, Row, machine, make_unit, prepare_setting, run_units, start
+from .table1 import ROWS, Progress, Row, make_unit, prepare_setting, run_units, start
 
 SCHEMA = "lcl-table4/1"
 ENCODERS = ("CLIP (pairs)", "LCL (pairs)", "LCL (pairs + documents)")

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .table1 import (ROWS, WORLDS, Progress, Row, current_commit, from_command_line, make_unit, prepare_setting,
-                     recipe_on, run_units)
+from ..provenance import current_commit
+from .table1 import ROWS, WORLDS, Progress, Row, from_command_line, make_unit, prepare_setting, recipe_on, run_units
 
 BITWISE = "fingerprint"  # a digest of the weights' bits: compared at tolerance 0 only
 # fields the results add to the profile's own in their "recipe" record (run arguments and measurements)

@@ -105,6 +105,23 @@ def evaluate(
     return results
 
 
+def frozen_captions(model: nn.Module, tokenizer: Tokenizer, bench: CaptionBenchmark, *, settings: TransferSettings,
+                    seed: int, count: int) -> list[str]:
+    """Greedy captions of ``bench``'s first ``count`` test images by a captioning head trained, with ``seed``, on
+    ``model``'s frozen patch tokens of ``bench``'s training images: the head Table 1's captioning columns score,
+    for reading its captions rather than their scores."""
+    size = model.config.vision.image_size
+    with _eval_mode(model), torch.no_grad():
+        train = extract(model.patch_features, ImageSet(paths=bench.train.paths, image_size=size),
+                        batch_size=settings.feature_batch_size)
+        test = extract(model.patch_features, ImageSet(paths=bench.test.paths[:count], image_size=size),
+                       batch_size=settings.feature_batch_size)
+    captioner = train_captioner(CachedTokens(train), bench.train.captions, tokenizer=tokenizer, settings=settings,
+                                seed=seed)
+    ids = captioner.generate(test, num_beams=1, max_new_tokens=settings.max_caption_tokens)
+    return [tokenizer.decode(row) for row in ids]
+
+
 @contextlib.contextmanager
 def _eval_mode(*models: nn.Module) -> Iterator[None]:
     """Evaluate in eval mode, then hand the caller's models back in the mode they came in."""

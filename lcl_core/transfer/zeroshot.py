@@ -50,9 +50,21 @@ def zeroshot_retrieval(image_latents: torch.Tensor, caption_features: torch.Tens
 
 
 @torch.no_grad()
+@torch.no_grad()
+def _similarity(model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], images: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity [len(texts), M] of each text's ``<soi>`` feature and each image's latent."""
+    return encode_texts(model, tokenizer, texts) @ model.encode_image(images, normalize=True).float().T
+
+
 def rank_images(model: nn.Module, tokenizer: Tokenizer, queries: Sequence[str], images: torch.Tensor, *,
                 k: int = 3) -> torch.Tensor:
     """Zero-shot text-to-image search: for each query, the indices [len(queries), k] of the ``images``
     [M, 3, H, W] whose latents lie closest to the query's ``<soi>`` feature."""
-    latents = model.encode_image(images, normalize=True)
-    return (encode_texts(model, tokenizer, queries) @ latents.T).topk(k, dim=1).indices
+    return _similarity(model, tokenizer, queries, images).topk(k, dim=1).indices
+
+
+def rank_captions(model: nn.Module, tokenizer: Tokenizer, images: torch.Tensor, captions: Sequence[str], *,
+                  k: int = 3) -> torch.Tensor:
+    """Zero-shot image-to-text search (the TR direction): for each of the ``images`` [M, 3, H, W], the indices
+    [M, k] of the ``captions`` whose ``<soi>`` features lie closest to its latent."""
+    return _similarity(model, tokenizer, captions, images).T.topk(k, dim=1).indices
