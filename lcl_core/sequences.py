@@ -94,7 +94,8 @@ def interleaved_sequence(
     :class:`LayoutTokenInText`. Returns the kept images' references.
     """
     texts = [seg for seg in segments if isinstance(seg, str)]
-    encoded = iter(tok.encode_many(texts))  # one call for the page's sentences, in order
+    # one call for the page's sentences, in order (none for rows of ids: a model's special_tokens view has no text)
+    encoded = iter(tok.encode_many(texts) if texts else ())
     body: list[int] = []
     order: list[int] = []
     for seg in segments:

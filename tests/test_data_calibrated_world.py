@@ -14,6 +14,7 @@ from lcl_core.data.realism import REAL_SAMPLE, TOLERANCES, read_pages, realism, 
 from lcl_core.data.world import (CALIBRATED, TRUTH_DETAILS, V1, EvalSizes, WorldKnobs, build_world,
                                  earlier_text_truth, make_document)
 from lcl_core.reproduce.table1 import PROFILES, default_out, recipe_on
+from lcl_core.tokenizer import Tokenizer
 
 TINY_EVAL = EvalSizes(classification_train_per_class=1, classification_val_per_class=1, captions_train=2,
                       captions_val=1, captions_test=2, flickr30k_train=2, flickr30k_test=2, nocaps_per_domain=1)
@@ -58,7 +59,7 @@ def test_the_calibrated_pages_say_more_about_each_image_before_it_by_their_own_g
     assert calibrated["same_image_before"]["share"] > 0.5 > 0.05 > v1["same_image_before"]["share"]
 
 
-class WordTokenizer:
+class WordTokenizer(Tokenizer):
     """One token per word; the layout tokens as words no text uses."""
 
     sot_id, eot_id, img_id, soi_id, eoi_id = "<sot>", "<eot>", "<img>", "<soi>", "<eoi>"
