@@ -67,11 +67,15 @@ def header(name: str, execution: dict) -> dict:
     return {"cell_type": "markdown", "id": HEADER_ID, "metadata": {}, "source": text}
 
 
-def executed_copy(name: str, executed: dict, execution: dict) -> dict:
-    """``executed`` (papermill's output) with the header first, papermill's per-cell timings dropped (they
-    change on every run and say less than the header's wall time) and the run's record in its metadata."""
+def executed_copy(name: str, executed: dict, execution: dict, source: dict) -> dict:
+    """``executed`` (papermill's output) with the header first, the narration as ``source`` (the notebook) has it
+    now (markdown may be reworded after a run; code may not, :func:`drift`), papermill's per-cell timings dropped
+    (they change on every run and say less than the header's wall time) and the run's record in its metadata."""
     result = copy.deepcopy(executed)
+    narration = {cell.get("id"): cell["source"] for cell in source["cells"] if cell["cell_type"] == "markdown"}
     for cell in result["cells"]:
+        if cell["cell_type"] == "markdown" and cell.get("id") in narration:
+            cell["source"] = narration[cell["id"]]
         for key in ("papermill", "execution"):
             cell.get("metadata", {}).pop(key, None)
     result["metadata"].pop("papermill", None)
@@ -100,11 +104,11 @@ def render(run_dir: str | Path, to_dir: str | Path | None = None, *, only=None, 
         execution = executions[name]
         if execution["commit"].endswith(DIRTY) and not allow_dirty:
             raise ValueError(f"{name} ran from uncommitted code ({execution['commit']}): commit, rerun, render")
-        executed = json.loads((run_dir / f"{name}.ipynb").read_text())
-        if problems := drift(json.loads(notebook_path(name).read_text()), executed):
+        executed, source = json.loads((run_dir / f"{name}.ipynb").read_text()), json.loads(notebook_path(name).read_text())
+        if problems := drift(source, executed):
             raise ValueError(f"{name} in {run_dir} ran other code than notebooks/{name}.ipynb has now; rerun it:\n"
                              + "\n".join(problems))
-        text = json.dumps(executed_copy(name, executed, execution), indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps(executed_copy(name, executed, execution, source), indent=1, ensure_ascii=False) + "\n"
         if len(text.encode()) > COPY_BUDGET:
             raise ValueError(f"{name}'s copy is {len(text.encode()) / 1e6:.1f} MB, over the {COPY_BUDGET / 1e6:.0f} MB "
                              "a copy may take: fewer or smaller figures")

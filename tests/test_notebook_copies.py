@@ -59,8 +59,10 @@ def test_drift_is_a_changed_added_or_dropped_code_cell_never_markdown_or_the_inj
     assert drift(source(), executed)[-1] == f"the copy has {len(code) - 1} code cells, the notebook {len(code)}"
 
 
-def test_render_opens_the_copy_with_its_run_and_keeps_the_outputs(tmp_path):
-    run, to = a_run(tmp_path, as_papermill_wrote_it(source()))
+def test_render_opens_the_copy_with_its_run_keeps_the_outputs_and_takes_the_narration_of_now(tmp_path):
+    executed = as_papermill_wrote_it(source())
+    next(c for c in executed["cells"] if c["cell_type"] == "markdown")["source"] = "the narration when it ran"
+    run, to = a_run(tmp_path, executed)
     (written,) = render(run, to)
     notebook = nbformat.read(written, as_version=4)
     nbformat.validate(notebook)
@@ -70,6 +72,8 @@ def test_render_opens_the_copy_with_its_run_and_keeps_the_outputs(tmp_path):
     assert machine()["cpu_model"] in header.source and "2026-12-06 11:00 UTC" in header.source
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(c.outputs for c in code) and not any("papermill" in c.metadata for c in code)
+    narration = [c.source for c in notebook.cells[1:] if c.cell_type == "markdown"]
+    assert narration == ["".join(c["source"]) for c in source()["cells"] if c["cell_type"] == "markdown"]
     assert "papermill" not in notebook.metadata and notebook.metadata["lcl_execution"]["seconds"] == 65.4
     index = (to / "README.md").read_text()
     assert f"| [`{NAME}`]({NAME}.ipynb) | full | `c0ffeec0ffee` | 1 min 05 s |" in index
