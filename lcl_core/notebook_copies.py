@@ -54,10 +54,14 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
+def _cpu(machine: dict) -> str:
+    return f"{machine['cpu_model']}, {machine['cores']} cores{', AMX' if machine.get('amx') else ''}"
+
+
 def header(name: str, execution: dict) -> dict:
     """The markdown cell that opens a copy: what ran, where, at which commit, and for how long."""
     machine = execution["machine"]
-    cpu = f"{machine['cpu_model']}, {machine['cores']} cores{', AMX' if machine.get('amx') else ''}"
+    cpu = _cpu(machine)
     text = (f"**Executed copy, to read.** This is [`notebooks/{name}.ipynb`](../../notebooks/{name}.ipynb) as "
             f"`lcl notebooks run --profile {execution['profile']}` executed it: commit `{_short(execution['commit'])}`, "
             f"profile `{execution['profile']}`, on {cpu} ({machine['device']}, torch {machine['torch']}); it ran "
@@ -137,13 +141,13 @@ def write_index(to_dir: Path) -> Path:
                     f"{_minutes(execution['seconds'])} | {execution['finished']} | {size / 1e3:,.0f} kB |")
     if total_bytes > TOTAL_BUDGET:
         raise ValueError(f"the executed copies take {total_bytes / 1e6:.1f} MB, over {TOTAL_BUDGET / 1e6:.0f} MB")
-    machines = {json.loads((to_dir / f"{n}.ipynb").read_text())["metadata"]["lcl_execution"]["machine"]["cpu_model"]
+    machines = {_cpu(json.loads((to_dir / f"{n}.ipynb").read_text())["metadata"]["lcl_execution"]["machine"])
                 for n in SEQUENCE if (to_dir / f"{n}.ipynb").is_file()}
     lines = ["# Executed notebooks, to read without running them", "",
              "Written by `lcl notebooks render` from the notebooks `lcl notebooks run` executed; do not edit. Each "
              "copy opens with the commit, profile, machine and wall time of its run. The notebooks to run are under "
              "[`notebooks/`](../../notebooks/); [`docs/notebooks.md`](../notebooks.md) says what each shows.", "",
-             f"Machine: {', '.join(sorted(machines))}. Size budget: {COPY_BUDGET / 1e6:.0f} MB per copy, "
+             f"Machine: {'; '.join(sorted(machines))}. Size budget: {COPY_BUDGET / 1e6:.0f} MB per copy, "
              f"{TOTAL_BUDGET / 1e6:.0f} MB in all.", "",
              "| notebook | profile | commit | wall time | finished | size |", "|---|---|---|---:|---|---:|", *rows,
              f"| **{len(rows)} of {len(SEQUENCE)}** | | | **{_minutes(total_s)}** | | "
