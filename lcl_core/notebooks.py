@@ -192,6 +192,7 @@ def run_notebooks(*, profile: str, out_dir: str | Path, only: Iterable[str] | No
         parameters = injected_parameters(name, profile=profile, out_dir=out_dir, overrides=overrides)
         executed = out_dir / f"{name}.ipynb"
         progress(f"[{name}] running with {json.dumps(parameters)}")
+        commit = current_commit()  # the code as the notebook starts, whatever lands while it runs
         start = time.perf_counter()
         papermill.execute_notebook(str(notebook_path(name)), str(executed), parameters=parameters,
                                    kernel_name=KERNEL, cwd=str(notebook_dir()), progress_bar=False,
@@ -200,7 +201,7 @@ def run_notebooks(*, profile: str, out_dir: str | Path, only: Iterable[str] | No
                           seconds=time.perf_counter() - start)
         if not run.results.is_file():
             raise RuntimeError(f"{name} ran but wrote no {run.results.name}")
-        record_execution(out_dir, run, profile=profile, parameters=parameters)
+        record_execution(out_dir, run, commit=commit, profile=profile, parameters=parameters)
         progress(f"[{name}] {run.seconds:.0f} s  notebook: {run.notebook}  results: {run.results}")
         runs.append(run)
     return runs
@@ -209,12 +210,13 @@ def run_notebooks(*, profile: str, out_dir: str | Path, only: Iterable[str] | No
 EXECUTIONS = "executed.json"
 
 
-def record_execution(out_dir: Path, run: NotebookRun, *, profile: str, parameters: dict[str, Any]) -> None:
+def record_execution(out_dir: Path, run: NotebookRun, *, commit: str, profile: str, parameters: dict[str, Any]
+                     ) -> None:
     """Add ``run`` to ``out_dir/executed.json`` (one entry per notebook, the latest run's): the commit, profile,
     parameters, machine, wall time and finishing time that an executed copy states (:mod:`.notebook_copies`)."""
     path = out_dir / EXECUTIONS
     executions = json.loads(path.read_text()) if path.is_file() else {}
-    executions[run.name] = {"commit": current_commit(), "profile": profile, "parameters": parameters,
+    executions[run.name] = {"commit": commit, "profile": profile, "parameters": parameters,
                             "seconds": round(run.seconds, 1), "machine": machine(),
                             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     temporary = path.with_suffix(".partial")
