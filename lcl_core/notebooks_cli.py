@@ -1,6 +1,6 @@
 """``lcl notebooks``: run the sequence with papermill (``run``), copy what it executed into ``docs/executed/``
 for reading (``render``), list each notebook's parameters and the profiles (``list``), and show or run a
-notebook's exercises (``exercise``). The command sits apart from
+notebook's exercises (``exercise``) or measure them all (``exercises``). The command sits apart from
 :mod:`.notebooks` and :mod:`.exercises` so that each of those imports only what it needs: exercises run
 notebooks, the command uses both."""
 
@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .exercises import exercise_markdown, exercises_for, run_exercise
+from .exercises import exercise_id, exercise_markdown, exercises_for, measure_exercises, run_exercise
 from .notebook_copies import copies_dir, render
 from .notebooks import PROFILES, SEQUENCE, python_literal, declared_parameters, notebook_out_dir, run_notebooks
 from .paths import repo_root
@@ -42,11 +42,31 @@ def add_arguments(parser) -> None:
     exercise.add_argument("--profile", choices=sorted(PROFILES), default="full")
     exercise.add_argument("--out", type=Path, default=None,
                           help="work folder (default <checkout>/runs/notebooks/exercises/PROFILE/NAME-N)")
+    every = sub.add_parser("exercises", help="measure every exercise (resumable) and write the table of predicted "
+                                             "and measured outcomes")
+    every.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    every.add_argument("--only", nargs="+", default=None, choices=SEQUENCE, metavar="NAME",
+                       help="only these notebooks' exercises")
+    every.add_argument("--out", type=Path, default=None,
+                       help="work folder shared by the exercises (default <checkout>/runs/notebooks/exercises/PROFILE); "
+                            "runs and worlds already in it are reused where identical")
+    every.add_argument("--plain-run", type=Path, default=None,
+                       help="the folder of `lcl notebooks run --profile PROFILE` (no parameters changed): exercises "
+                            "without a baseline take their before side from it instead of rerunning it")
+    every.add_argument("--report", type=Path, default=None,
+                       help="outcomes and exercises.md (default <checkout>/docs/results/exercises/PROFILE)")
 
 
 def main(args) -> int:
     if args.action == "exercise":
         return _exercise(args)
+    if args.action == "exercises":
+        table = measure_exercises(
+            profile=args.profile, only=args.only, plain_run=args.plain_run,
+            out_dir=args.out or repo_root() / "runs" / "notebooks" / "exercises" / args.profile,
+            report_dir=args.report or repo_root() / "docs" / "results" / "exercises" / args.profile)
+        print(f"table: {table}")
+        return 0
     if args.action == "render":
         try:
             written = render(args.run or notebook_out_dir(None, "full"), args.to, only=args.only,
@@ -87,7 +107,7 @@ def _exercise(args) -> int:
     exercise = found[args.number - 1]
     out_dir = args.out or repo_root() / "runs" / "notebooks" / "exercises" / args.profile / f"{args.name}-{args.number}"
     print(f"{args.name}, exercise {args.number}: {exercise.question}")
-    outcome = run_exercise(exercise, profile=args.profile, out_dir=out_dir)
+    outcome = run_exercise(exercise, profile=args.profile, out_dir=out_dir, tag=exercise_id(exercise))
     print(f"{exercise.key}: {outcome['before']:.4g} -> {outcome['after']:.4g} ({outcome['moved']}); predicted "
           f"{exercise.expected}: {'as predicted' if outcome['as_predicted'] else 'NOT as predicted'}")
     print(f"why: {exercise.why}")

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lcl_core.data import EvalSizes, WorldKnobs, build_world
-from lcl_core.data.assets import real_tier_available
+from lcl_core.data.assets import background, load_assets, real_tier_available
 from lcl_core.data.language import OPTIONAL_DETAILS, describe, sample_details, stated_attributes
 from lcl_core.data.scenes import attributes
 from lcl_core.data.world import _parallel, agreement, make_document
@@ -174,6 +174,19 @@ def test_descriptions_name_the_object_and_state_the_sampled_details():
     assert agreement(scene, short) == pytest.approx((1 + 3 / 7) / 2)
     assert agreement(scene, short | {"colour:blue"}) == pytest.approx((3 / 4 + 3 / 7) / 2)
     assert agreement(scene, {"kind:circle"}) == 0.0 and agreement(scene, set()) == 0.0
+
+
+def test_textured_backgrounds_draw_at_the_released_presets_224_px_and_small_sizes_as_before():
+    texture = load_assets("basic").textures["grass"]
+    assert texture.shape[0] // 2 < 2 * 224  # a crop of twice the image no longer fits above 128 px
+    for name in ("brick", "grass", "gravel"):
+        assert background(name, 224, random.Random(0)).size == (224, 224)
+    # a 32-px background still draws its crop side from randint(64, side // 2), then its corner: by hand
+    drawn, by_hand = random.Random(5), random.Random(5)
+    background("grass", 32, drawn)
+    crop = by_hand.randint(64, texture.shape[0] // 2)
+    by_hand.randint(0, texture.shape[0] - crop), by_hand.randint(0, texture.shape[1] - crop)
+    assert drawn.getstate() == by_hand.getstate()
 
 
 def test_obelics_rows_put_each_image_next_to_its_sentence(world):

@@ -10,8 +10,9 @@ import sys
 import nbformat
 import pytest
 
-from lcl_core.exercises import EXERCISES, Exercise, exercise_markdown, exercises_for, judge, lookup
-from lcl_core.notebooks import SEQUENCE, declared_parameters, notebook_path
+from lcl_core.exercises import (EXERCISES, Exercise, exercise_id, exercise_markdown, exercises_for, judge, lookup,
+                                plain_results, write_exercise_table)
+from lcl_core.notebooks import EXECUTIONS, SEQUENCE, declared_parameters, notebook_path
 
 from training_helpers import run_quietly
 
@@ -60,12 +61,60 @@ def test_exercises_are_unique_per_notebook():
     assert len(seen) == len(EXERCISES)
 
 
+def test_a_plain_run_stands_in_for_a_baseline_only_when_nothing_was_changed(tmp_path):
+    (tmp_path / "02_model.results.json").write_text('{"num_pairs": 3}')
+    record = {"02_model": {"parameters": {"profile": "full", "out_dir": "x"}, "seconds": 7.5},
+              "04_pretrain": {"parameters": {"profile": "full", "out_dir": "x", "steps": 400}, "seconds": 60.0}}
+    (tmp_path / EXECUTIONS).write_text(json.dumps(record))
+    assert plain_results(tmp_path, "02_model", "full") == ({"num_pairs": 3}, 7.5)
+    with pytest.raises(ValueError, match="not the plain 'smoke' profile"):
+        plain_results(tmp_path, "02_model", "smoke")
+    (tmp_path / "04_pretrain.results.json").write_text("{}")
+    with pytest.raises(ValueError, match="'steps': 400"):
+        plain_results(tmp_path, "04_pretrain", "full")
+    with pytest.raises(FileNotFoundError, match="no executed 03_objective"):
+        plain_results(tmp_path, "03_objective", "full")
+
+
+def test_the_table_shows_every_exercise_measured_or_not_and_counts_the_predictions_that_held(tmp_path):
+    first, second = exercises_for("02_model")
+    machine = {"cpu_model": "Some CPU", "cores": 2, "amx": False, "cpus": 2}
+    for exercise, after, held, reused in ((first, 2.0, True, "runs/full"), (second, 2.0, False, None)):
+        (tmp_path / f"{exercise_id(exercise)}.json").write_text(json.dumps({
+            "before": 3.0, "after": after, "moved": "lower", "as_predicted": held, "seconds": {"before": 7.5, "after": 150},
+            "commit": "0123456789abcdef", "machine": machine, "before_from": reused}))
+    table = write_exercise_table(tmp_path).read_text()
+    assert f"2 of {len(EXERCISES)} exercises measured; 1 moved as predicted" in table
+    assert "| 02_model-1 | `pair_image_first = True` | `num_pairs` | lower | 3 → 2 (lower) | yes | 8 s (reused) + 2.5 min |" in table
+    assert "| 02_model-2 | `preset = 'tiny'` | `attention_entropy` | higher | 3 → 2 (lower) | **no** | 8 s + 2.5 min |" in table
+    assert "| 00_quickstart-1 | `steps = 900` | `margin_over_random_init` | higher | not measured | | |" in table
+    assert "Some CPU (2 cores, AMX no, torch threads 2)" in table and "0123456789ab" in table
+
+
 @pytest.mark.slow
 def test_an_exercise_runs_both_sides_and_says_which_way_the_number_moved(tmp_path):
     out = run_quietly([sys.executable, "-m", "lcl_core.cli", "notebooks", "exercise", "02_model", "1",
                        "--profile", "smoke", "--out", str(tmp_path)]).stdout
-    # by hand: the vision tower of tiny-fast has 887,296 parameters, tiny's 2,863,488
-    assert "parameters.vision: 8.873e+05 -> 2.863e+06 (higher); predicted higher: as predicted" in out
-    assert (tmp_path / "02_model.before.results.json").is_file() and (tmp_path / "02_model.after.results.json").is_file()
+    # by hand: the document gives two pairs and the text-first coffee pair a third; image-first, its <soi> is at 0
+    assert "num_pairs: 3 -> 2 (lower); predicted lower: as predicted" in out
+    assert (tmp_path / "02_model-1.before.results.json").is_file() and (tmp_path / "02_model-1.after.results.json").is_file()
     listed = run_quietly([sys.executable, "-m", "lcl_core.cli", "notebooks", "exercise", "02_model"]).stdout
     assert "lcl notebooks exercise 02_model 2 --profile full" in listed
+
+
+@pytest.mark.slow
+def test_measuring_every_exercise_reuses_the_plain_run_and_resumes(tmp_path):
+    plain, work, report = tmp_path / "plain", tmp_path / "work", tmp_path / "report"
+    run_quietly([sys.executable, "-m", "lcl_core.cli", "notebooks", "run", "--profile", "smoke", "--only", "02_model",
+                 "--out", str(plain)])
+    measure = [sys.executable, "-m", "lcl_core.cli", "notebooks", "exercises", "--profile", "smoke", "--only",
+               "02_model", "--plain-run", str(plain), "--out", str(work), "--report", str(report)]
+    log = run_quietly(measure).stdout
+    assert log.count("[02_model] running with") == 2  # the two changed sides; both baselines are the plain run
+    outcomes = [json.loads((report / f"02_model-{n}.json").read_text()) for n in (1, 2)]
+    assert [o["before_from"] for o in outcomes] == [str(plain)] * 2
+    assert outcomes[0]["before"] == 3 and outcomes[0]["after"] == 2
+    # the untrained pooler attends almost uniformly: entropy near log 16, then near log 36
+    assert 2.6 < outcomes[1]["before"] < 2.78 and 3.4 < outcomes[1]["after"] < 3.59
+    assert "2 moved as predicted" in (report / "exercises.md").read_text()
+    assert "[02_model] running with" not in run_quietly(measure).stdout  # resumed: nothing left to run

@@ -140,7 +140,10 @@ def background(name: str, size: int, rng) -> Image.Image:
         level = rng.randint(90, 130)
         return Image.new("RGB", (size, size), (level, level, level))
     texture = load_assets("basic").textures[name]
-    crop = rng.randint(size * 2, texture.shape[0] // 2)
+    largest = texture.shape[0] // 2
+    # images above a quarter of the texture (the released 224-px presets) take the largest crop, upscaled;
+    # smaller ones draw exactly as they always did, so existing worlds keep their bytes
+    crop = rng.randint(min(size * 2, largest), largest)
     y, x = rng.randint(0, texture.shape[0] - crop), rng.randint(0, texture.shape[1] - crop)
     patch = Image.fromarray(texture[y: y + crop, x: x + crop]).resize((size, size), Image.BILINEAR)
     tint = {"brick": (1.0, 0.6, 0.5), "grass": (0.5, 0.9, 0.4), "gravel": (0.8, 0.8, 0.8)}[name]
