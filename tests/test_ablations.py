@@ -135,6 +135,9 @@ def test_curves_and_table_are_drawn_from_synthetic_results(tmp_path):
               "units": {"a": {"reused": True}, "b": {"reused": False}}}
     plot_curves(results, tmp_path / "lambda.png")
     assert (tmp_path / "lambda.png").stat().st_size > 10_000
+    for alone in ("λ = 0 (generation only)", "contrastive only"):  # one point rerun (notebook 06's exercises)
+        plot_curves(results | {"points": {alone: points[alone]}}, tmp_path / "alone.png")
+        assert (tmp_path / "alone.png").stat().st_size > 10_000
     text = ablation_markdown(results, timing)
     assert "| λ = 0.3 | 0.3 | 26.0 ± 2.5 |" in text and "1 of 2 point × seed units reused" in text
     assert "| IN-1k | λ = 0.3 | 26.0 [23.5, 28.5] |" in text

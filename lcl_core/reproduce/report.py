@@ -266,9 +266,9 @@ def plot_curves(results: dict, path: Path) -> None:
 
     points, summary, scale = results["points"], results["summary"], results["scale"]
     on_axis = sorted({p["x"] for p in points.values() if p["x"] is not None})
-    positive = [x for x in on_axis if x > 0]
-    zero_at = min(positive) / 3 if scale == "log" and positive else 0.0  # log axes draw x = 0 a step to the left
-    apart_at = (max(positive) * 3 if scale == "log" else max(on_axis) + 1) if on_axis else 0.0
+    positive = [x for x in on_axis if x > 0] or [1.0]  # a rerun of λ = 0 alone has no positive x to step from
+    zero_at = min(positive) / 3 if scale == "log" else 0.0  # log axes draw x = 0 a step to the left
+    apart_at = max(positive) * 3 if scale == "log" else (max(on_axis) + 1 if on_axis else 0.0)
 
     def position(x: float | None) -> float:
         return apart_at if x is None else zero_at if (scale == "log" and x == 0) else x
