@@ -284,29 +284,27 @@ def write_exercise_table(report_dir: str | Path) -> Path:
     report_dir = Path(report_dir)
     rows = ["| exercise | change | the number | predicted | measured before → after | as predicted | "
             "wall time before + after |", "|---|---|---|---|---|---|---|"]
-    machines, commits = set(), set()
+    outcomes = {exercise_id(e): json.loads(path.read_text()) for e in EXERCISES
+                if (path := report_dir / f"{exercise_id(e)}.json").is_file()}
+    machines = {f"{o['machine']['cpu_model']} ({o['machine']['cores']} cores, AMX "
+                f"{'yes' if o['machine']['amx'] else 'no'}, torch threads {o['machine']['cpus']})" for o in outcomes.values()}
+    commits = {o["commit"][:12] for o in outcomes.values()}
     for exercise in EXERCISES:
         name = exercise_id(exercise)
-        path = report_dir / f"{name}.json"
         change = ", ".join(f"`{k} = {v!r}`" for k, v in exercise.change.items())
-        if not path.is_file():
+        outcome = outcomes.get(name)
+        if outcome is None:
             rows.append(f"| {name} | {change} | `{exercise.key}` | {exercise.expected} | not measured | | |")
             continue
-        outcome = json.loads(path.read_text())
-        machines.add(f"{outcome['machine']['cpu_model']} ({outcome['machine']['cores']} cores, AMX "
-                     f"{'yes' if outcome['machine']['amx'] else 'no'}, torch threads {outcome['machine']['cpus']})")
-        commits.add(outcome["commit"][:12])
         seconds = outcome["seconds"]
         rows.append(f"| {name} | {change} | `{exercise.key}` | {exercise.expected} | {outcome['before']:.4g} → "
                     f"{outcome['after']:.4g} ({outcome['moved']}) | {'yes' if outcome['as_predicted'] else '**no**'} "
                     f"| {_minutes(seconds['before'])}{' (reused)' if outcome['before_from'] else ''} + "
                     f"{_minutes(seconds['after'])} |")
-    held = sum(json.loads((report_dir / f"{exercise_id(e)}.json").read_text())["as_predicted"]
-               for e in EXERCISES if (report_dir / f"{exercise_id(e)}.json").is_file())
-    measured = sum((report_dir / f"{exercise_id(e)}.json").is_file() for e in EXERCISES)
+    held = sum(outcome["as_predicted"] for outcome in outcomes.values())
     text = "\n".join([
         "# The exercises, measured", "",
-        f"{measured} of {len(EXERCISES)} exercises measured; {held} moved as predicted. Written by "
+        f"{len(outcomes)} of {len(EXERCISES)} exercises measured; {held} moved as predicted. Written by "
         "`lcl notebooks exercises`, which runs each notebook without and with the change (`lcl notebooks exercise "
         "NAME N` runs one); the questions and the arguments are in `lcl_core/exercises.py`. A before side marked "
         "*reused* is an identical run already made (the plain profile run, or the same baseline of an earlier "
