@@ -61,10 +61,14 @@ def main(args) -> int:
     if args.action == "exercise":
         return _exercise(args)
     if args.action == "exercises":
-        table = measure_exercises(
-            profile=args.profile, only=args.only, plain_run=args.plain_run,
-            out_dir=args.out or repo_root() / "runs" / "notebooks" / "exercises" / args.profile,
-            report_dir=args.report or repo_root() / "docs" / "results" / "exercises" / args.profile)
+        try:
+            table = measure_exercises(
+                profile=args.profile, only=args.only, plain_run=args.plain_run,
+                out_dir=args.out or repo_root() / "runs" / "notebooks" / "exercises" / args.profile,
+                report_dir=args.report or repo_root() / "docs" / "results" / "exercises" / args.profile)
+        except (FileNotFoundError, ValueError) as error:  # a --plain-run that is not this profile's plain run
+            print(f"lcl notebooks exercises: error: {error}", file=sys.stderr)
+            return 2
         print(f"table: {table}")
         return 0
     if args.action == "render":

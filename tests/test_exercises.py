@@ -5,6 +5,7 @@ one exercise runs end to end."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import nbformat
@@ -74,6 +75,11 @@ def test_a_plain_run_stands_in_for_a_baseline_only_when_nothing_was_changed(tmp_
         plain_results(tmp_path, "04_pretrain", "full")
     with pytest.raises(FileNotFoundError, match="no executed 03_objective"):
         plain_results(tmp_path, "03_objective", "full")
+    refused = subprocess.run([sys.executable, "-m", "lcl_core.cli", "notebooks", "exercises", "--only", "03_objective",
+                              "--plain-run", str(tmp_path), "--out", str(tmp_path / "work"), "--report",
+                              str(tmp_path / "report")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "error:" in refused.stderr and "no executed 03_objective" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_the_table_shows_every_exercise_measured_or_not_and_counts_the_predictions_that_held(tmp_path):
