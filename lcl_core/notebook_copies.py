@@ -146,7 +146,9 @@ def write_index(to_dir: Path) -> Path:
     lines = ["# Executed notebooks, to read without running them", "",
              "Written by `lcl notebooks render` from the notebooks `lcl notebooks run` executed; do not edit. Each "
              "copy opens with the commit, profile, machine and wall time of its run. The notebooks to run are under "
-             "[`notebooks/`](../../notebooks/); [`docs/notebooks.md`](../notebooks.md) says what each shows.", "",
+             "[`notebooks/`](../../notebooks/); [`docs/notebooks.md`](../notebooks.md) says what each shows. A copy's "
+             "closing exercise list is its run's; today's exercises, measured, are in "
+             "[`docs/results/exercises/`](../results/exercises/README.md).", "",
              f"Machine: {'; '.join(sorted(machines))}. Size budget: {COPY_BUDGET / 1e6:.0f} MB per copy, "
              f"{TOTAL_BUDGET / 1e6:.0f} MB in all.", "",
              "| notebook | profile | commit | wall time | finished | size |", "|---|---|---|---:|---|---:|", *rows,
