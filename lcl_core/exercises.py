@@ -234,12 +234,13 @@ def measure_exercises(*, profile: str, out_dir: str | Path, report_dir: str | Pa
     the table of all outcomes found there (``exercises.md``) and return its path. Resumable: a killed run
     loses at most the exercise it was in.
 
-    A baseline runs once per notebook and parameters; ``plain_run``, the folder of an ``lcl notebooks run`` of
-    this profile with no overrides, gives the before side of the exercises without a baseline: that run is
-    their baseline exactly (same notebook, profile and parameters)."""
+    A notebook runs once per set of parameters: a baseline that an earlier exercise already ran, as its
+    baseline or as its changed side, is taken from that run. ``plain_run``, the folder of an ``lcl notebooks
+    run`` of this profile with no overrides, gives the before side of the exercises without a baseline: that
+    run is their baseline exactly (same notebook, profile and parameters)."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    made: dict[tuple[str, str], tuple[dict, float, str]] = {}  # (notebook, baseline) -> results, seconds, where
+    made: dict[tuple[str, str], tuple[dict, float, str]] = {}  # (notebook, parameters) -> results, seconds, where
     for exercise in EXERCISES:
         name = exercise_id(exercise)
         outcome_path = report_dir / f"{name}.json"
@@ -253,9 +254,11 @@ def measure_exercises(*, profile: str, out_dir: str | Path, report_dir: str | Pa
         reused = made.get(baseline)
         outcome = run_exercise(exercise, profile=profile, out_dir=out_dir, tag=name,
                                before=reused[:2] if reused else None, progress=progress)
-        if not reused:
-            kept = json.loads((Path(out_dir) / f"{name}.before.results.json").read_text())
-            made[baseline] = (kept, outcome["seconds"]["before"], f"exercise {name}")
+        for side, parameters in (("before", exercise.baseline), ("after", {**exercise.baseline, **exercise.change})):
+            key = (exercise.notebook, json.dumps(parameters, sort_keys=True))
+            if key not in made:
+                kept = json.loads((Path(out_dir) / f"{name}.{side}.results.json").read_text())
+                made[key] = (kept, outcome["seconds"][side], f"exercise {name}")
         outcome |= {"profile": profile, "commit": commit, "machine": machine(),
                     "before_from": reused[2] if reused else None}
         temporary = outcome_path.with_suffix(".partial")

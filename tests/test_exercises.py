@@ -97,6 +97,30 @@ def test_the_table_shows_every_exercise_measured_or_not_and_counts_the_predictio
     assert "Some CPU (2 cores, AMX no, torch threads 2)" in table and "0123456789ab" in table
 
 
+def test_a_notebook_runs_once_per_set_of_parameters_across_exercises(tmp_path, monkeypatch):
+    # 08's second exercise is measured against the B/32 LAION preset, which its first exercise changed to
+    import lcl_core.exercises as exercises
+    from lcl_core.notebooks import NotebookRun
+
+    ran = []
+
+    def fake_run(*, profile, out_dir, only, overrides, progress):
+        (name,) = only
+        ran.append(dict(overrides))
+        cost = {"tiny-fast": 1.0, "LCL_ViT-B-32_laion": 55.7, "LCL_ViT-B-32_mmc4": 491.5}
+        results = exercises.results_path(out_dir, name)
+        results.write_text(json.dumps({"cost": {"GFLOPs per image": cost[overrides.get("official_preset", "tiny-fast")]}}))
+        return [NotebookRun(name=name, notebook=out_dir / f"{name}.ipynb", results=results, seconds=2.0)]
+
+    monkeypatch.setattr(exercises, "run_notebooks", fake_run)
+    exercises.measure_exercises(profile="smoke", out_dir=tmp_path / "work", report_dir=tmp_path / "report",
+                                only=["08_scale_up"], progress=lambda _: None)
+    assert ran == [{}, {"official_preset": "LCL_ViT-B-32_laion"}, {"official_preset": "LCL_ViT-B-32_mmc4"}]
+    second = json.loads((tmp_path / "report" / "08_scale_up-2.json").read_text())
+    assert second["before_from"] == "exercise 08_scale_up-1" and (second["before"], second["after"]) == (55.7, 491.5)
+    assert "| 08_scale_up-2 |" in (tmp_path / "report" / "exercises.md").read_text()
+
+
 @pytest.mark.slow
 def test_an_exercise_runs_both_sides_and_says_which_way_the_number_moved(tmp_path):
     out = run_quietly([sys.executable, "-m", "lcl_core.cli", "notebooks", "exercise", "02_model", "1",
